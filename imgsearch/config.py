@@ -1,0 +1,172 @@
+"""Settings: packaged config.toml < user file < IMGSEARCH_* env < flags, merged only here."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from imgsearch.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+APP_NAME = "imgsearch"
+ENV_PREFIX = "IMGSEARCH_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with the types config.toml declares; defaults live in config.toml only."""
+
+    library: str
+    model: str
+    pretrained: str
+    device: str
+    batch_size: int
+    workers: int
+    max_pixels: int
+    skip_hidden: bool
+    follow_symlinks: bool
+    limit: int
+    min_score: float
+    templates: str
+    exact_search_max: int
+    hnsw_m: int
+    hnsw_ef_search: int
+
+    @property
+    def library_path(self) -> Path:
+        """The library folder: the setting, or the XDG data dir's `library`."""
+        if self.library:
+            return Path(self.library).expanduser().resolve()
+        from platformdirs import user_data_path
+
+        return user_data_path(APP_NAME) / "library"
+
+
+TEMPLATE_MODES = ("none", "photo", "ensemble")
+
+
+def packaged_config_path() -> Path:
+    """config.toml inside an installed wheel, else the one at the checkout's root."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "config.toml", here.parent / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"the default config.toml is missing (looked in {here} and {here.parent})")
+
+
+def user_config_path() -> Path:
+    """The user's config file in the XDG config dir (it need not exist)."""
+    from platformdirs import user_config_path as _ucp
+
+    return _ucp(APP_NAME) / "config.toml"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Check/convert one value to its declared type, naming the source on failure."""
+    kind = _TYPES[key]
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.lower() in ("1", "true", "yes", "on")
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if not isinstance(value, (str, int, float)):
+            raise ValueError
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: setting '{key}' must be {kind}, got {value!r}") from None
+
+
+def _merge(into: dict[str, Any], layer: Mapping[str, Any], source: str) -> None:
+    for key, value in layer.items():
+        if key not in _TYPES:
+            known = ", ".join(sorted(_TYPES))
+            raise ConfigError(f"{source}: unknown setting '{key}' (known settings: {known})")
+        into[key] = _coerce(key, value, source)
+
+
+def _validate(values: dict[str, Any]) -> None:
+    if values["templates"] not in TEMPLATE_MODES:
+        raise ConfigError(
+            f"setting 'templates' must be one of {', '.join(TEMPLATE_MODES)}, got {values['templates']!r}"
+        )
+    for key in ("batch_size", "limit", "max_pixels", "hnsw_m", "hnsw_ef_search", "exact_search_max"):
+        if values[key] < 1:
+            raise ConfigError(f"setting '{key}' must be at least 1, got {values[key]}")
+    if values["workers"] < 0:
+        raise ConfigError(f"setting 'workers' must be 0 (auto) or more, got {values['workers']}")
+
+
+def resolve(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the layers into frozen Settings; `overrides` are flags (None values are ignored)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    packaged = packaged_config_path()
+    _merge(values, _read_toml(packaged), str(packaged))
+    missing = set(_TYPES) - set(values)
+    if missing:
+        raise ConfigError(f"{packaged} lacks settings: {', '.join(sorted(missing))}")
+
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = env[ENV_PREFIX + "CONFIG"]
+    if config_file is not None:
+        path = Path(config_file).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        _merge(values, _read_toml(path), str(path))
+    else:
+        user = user_config_path()
+        if user.is_file():
+            _merge(values, _read_toml(user), str(user))
+
+    for key in _TYPES:
+        name = ENV_PREFIX + key.upper()
+        if name in env:
+            _merge(values, {key: env[name]}, f"environment variable {name}")
+    if overrides:
+        _merge(values, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    _validate(values)
+    return Settings(**values)
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy with some settings changed (validated like any other layer)."""
+    values = dataclasses.asdict(settings)
+    _merge(values, changes, "override")
+    _validate(values)
+    return Settings(**values)
