@@ -90,7 +90,16 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if kind == "bool":
             if isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            if isinstance(value, str) and value.lower() in (
+                "1",
+                "true",
+                "yes",
+                "on",
+                "0",
+                "false",
+                "no",
+                "off",
+            ):
                 return value.lower() in ("1", "true", "yes", "on")
             raise ValueError
         if kind == "int":
@@ -119,9 +128,17 @@ def _merge(into: dict[str, Any], layer: Mapping[str, Any], source: str) -> None:
 def _validate(values: dict[str, Any]) -> None:
     if values["templates"] not in TEMPLATE_MODES:
         raise ConfigError(
-            f"setting 'templates' must be one of {', '.join(TEMPLATE_MODES)}, got {values['templates']!r}"
+            f"setting 'templates' must be one of {', '.join(TEMPLATE_MODES)}, "
+            f"got {values['templates']!r}"
         )
-    for key in ("batch_size", "limit", "max_pixels", "hnsw_m", "hnsw_ef_search", "exact_search_max"):
+    for key in (
+        "batch_size",
+        "limit",
+        "max_pixels",
+        "hnsw_m",
+        "hnsw_ef_search",
+        "exact_search_max",
+    ):
         if values[key] < 1:
             raise ConfigError(f"setting '{key}' must be at least 1, got {values[key]}")
     if values["workers"] < 0:

@@ -12,7 +12,7 @@ class ConfigError(ImgsearchError):
 
 
 class ModelError(ImgsearchError):
-    """A model that cannot be loaded (offline, bad name, bad checkpoint) or does not fit the library."""
+    """A model that cannot be loaded (offline, bad name or file) or does not fit the library."""
 
 
 class LibraryError(ImgsearchError):

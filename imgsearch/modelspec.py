@@ -41,7 +41,9 @@ class ModelSpec:
     """What a library was built with: enough to load the same model again and to refuse another."""
 
     name: str  # open_clip name, or "hf-hub:org/repo" / "local-dir:/abs/path"
-    pretrained: str  # tag, absolute checkpoint path, "none" (random weights) or "" for hf-hub/local-dir
+    pretrained: (
+        str  # tag, absolute checkpoint path, "none" (random weights) or "" for hf-hub/local-dir
+    )
     dim: int
     preprocess: PreprocessSpec
 

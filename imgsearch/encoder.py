@@ -1,0 +1,258 @@
+"""Model spec -> Encoder: the only module that imports torch and open_clip.
+
+`load_encoder` is the one entry point. Model names, pretrained tags, checkpoint files and the
+`hf-hub:` / `local-dir:` schemas all go to open_clip's factory unchanged; failures become a
+one-paragraph ModelError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from imgsearch.errors import ModelError
+from imgsearch.modelspec import ModelSpec, PreprocessSpec
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+SCHEMAS = ("hf-hub:", "local-dir:")
+RANDOM = "none"  # --pretrained none: random weights, for benchmarks and plumbing tests
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def resolve_device(setting: str = "auto") -> str:
+    """auto -> cuda, then mps, then cpu; an explicit device is checked for availability."""
+    import torch
+
+    if setting == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(
+            f"device '{setting}' was asked for, but CUDA is not available here; use --device cpu"
+        )
+    if setting == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ModelError(
+            "device 'mps' was asked for, but MPS is not available here; use --device cpu"
+        )
+    if setting not in ("cpu", "mps") and not setting.startswith("cuda"):
+        raise ModelError(f"unknown device '{setting}'; use auto, cpu, cuda, cuda:N or mps")
+    return setting
+
+
+def normalize_model(name: str, pretrained: str) -> tuple[str, str]:
+    """Canonical (name, pretrained) as stored in a library: absolute paths, '' for schema models."""
+    if name.startswith("local-dir:"):
+        folder = Path(name[len("local-dir:") :]).expanduser()
+        if not folder.is_dir():
+            raise ModelError(
+                f"model folder {folder} (from --model {name}) does not exist; "
+                f"a local-dir: model is a "
+                f"folder holding open_clip_config.json and the weights file"
+            )
+        return f"local-dir:{folder.resolve()}", ""
+    if name.startswith("hf-hub:"):
+        return name, ""
+    if pretrained.lower() == RANDOM:
+        return name, RANDOM
+    looks_like_file = (
+        os.sep in pretrained
+        or pretrained.endswith(CHECKPOINT_SUFFIXES)
+        or Path(pretrained).exists()
+    )
+    if looks_like_file:
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ModelError(f"checkpoint file {path} (from --pretrained) does not exist")
+        return name, str(path.resolve())
+    return name, pretrained
+
+
+def _hub_host() -> str:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return urlparse(endpoint).hostname or "huggingface.co"
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline_unless_reachable() -> Iterator[bool]:
+    """Use only cached weights when the hub cannot be reached, instead of ~45 s of retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or _reachable(_hub_host()):
+        yield bool(constants.HF_HUB_OFFLINE)
+        return
+    old = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield True
+    finally:
+        constants.HF_HUB_OFFLINE = old
+
+
+def _offline_message(label: str, cause: BaseException) -> str:
+    return (
+        f"could not load the weights of model {label}: they are downloaded from the Hugging Face "
+        f"hub on first use (then cached), which needs network access, and this machine could not "
+        f"get them ({type(cause).__name__}: {str(cause).splitlines()[0][:200]}). Offline, pass a "
+        f"local copy: a checkpoint file with --pretrained /path/to/open_clip_model.safetensors "
+        f"(.pt/.bin work too), or a folder with open_clip_config.json and the weights via "
+        f"--model local-dir:/path/to/folder. Set them once in config.toml to make them the default."
+    )
+
+
+class Encoder:
+    """A loaded open_clip model: pixels or texts in, L2-normalised float32 vectors out."""
+
+    def __init__(self, model: Any, tokenizer: Any, spec: ModelSpec, device: str) -> None:
+        import torch
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.device = device
+        self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        pre = spec.preprocess
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(pre.mean, device=device, dtype=torch.float32).view(shape) * 255
+        self._std = torch.tensor(pre.std, device=device, dtype=torch.float32).view(shape) * 255
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def embed_pixels(self, pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """(N, H, W, 3) uint8 model inputs (see indexer.decode) -> (N, dim) vectors."""
+        import torch
+
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+            batch = batch.permute(0, 3, 1, 2).float().sub_(self._mean).div_(self._std)
+            feats = self.model.encode_image(batch.to(self.dtype))
+            return _normalize(feats)
+
+    def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Texts -> (N, dim) vectors."""
+        import torch
+
+        with torch.inference_mode():
+            tokens = self.tokenizer(list(texts)).to(self.device)
+            return _normalize(self.model.encode_text(tokens))
+
+
+def _normalize(feats: Any) -> npt.NDArray[np.float32]:
+    out = feats.float().cpu().numpy()
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def load_encoder(name: str, pretrained: str, device: str = "auto") -> Encoder:
+    """Create the model through open_clip's factory; every failure is a clear ModelError."""
+    name, pretrained = normalize_model(name, pretrained)
+    label = f"{name} / {pretrained}" if pretrained else name
+    if not name.startswith(SCHEMAS):
+        _check_name(name, pretrained)
+    dev = resolve_device(device)
+    import open_clip
+    import torch
+
+    if dev == "cpu":
+        # One model thread per core; more only adds contention with the decode workers.
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    weights = None if pretrained in ("", RANDOM) else pretrained
+    if pretrained == RANDOM:
+        torch.manual_seed(0)  # "none" names one fixed random model, the same in every process
+    try:
+        with _offline_unless_reachable(), _quiet_hub_logs():
+            model, _, _ = open_clip.create_model_and_transforms(
+                name,
+                pretrained=weights,
+                device=dev,
+                precision="fp16" if dev.startswith("cuda") else "fp32",
+            )
+            tokenizer = open_clip.get_tokenizer(name)
+    except FileNotFoundError as exc:
+        raise ModelError(f"model {label}: {exc}") from exc
+    except Exception as exc:  # open_clip raises bare RuntimeError/ValueError/OSError subclasses
+        text = str(exc).lower()
+        network = any(
+            w in text for w in ("download", "connection", "hub", "internet", "offline", "resolve")
+        )
+        if network or type(exc).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
+            raise ModelError(_offline_message(label, exc)) from exc
+        raise ModelError(f"could not load model {label}: {type(exc).__name__}: {exc}") from exc
+    if pretrained == RANDOM:
+        log.warning("model %s uses random weights: search results are meaningless", name)
+    model.eval()
+    pre = PreprocessSpec.from_open_clip(open_clip.get_model_preprocess_cfg(model))
+    dim = _embed_dim(model, pre, dev)
+    spec = ModelSpec(name=name, pretrained=pretrained, dim=dim, preprocess=pre)
+    return Encoder(model, tokenizer, spec, dev)
+
+
+def _embed_dim(model: Any, pre: PreprocessSpec, device: str) -> int:
+    dim = getattr(getattr(model, "visual", None), "output_dim", None)
+    if isinstance(dim, int):
+        return dim
+    import torch
+
+    with torch.inference_mode():
+        probe = torch.zeros((1, 3, *pre.size), device=device, dtype=next(model.parameters()).dtype)
+        return int(model.encode_image(probe).shape[-1])
+
+
+def _check_name(name: str, pretrained: str) -> None:
+    import open_clip
+
+    if name not in open_clip.list_models():
+        close = [m for m in open_clip.list_models() if name.lower().replace("/", "-") in m.lower()]
+        hint = f" Did you mean: {', '.join(close[:5])}?" if close else ""
+        raise ModelError(
+            f"unknown model '{name}'. "
+            f'`python -c "import open_clip; print(open_clip.list_models())"` '
+            f"lists the names; hf-hub:org/repo and local-dir:/path also work.{hint}"
+        )
+    if pretrained in ("", RANDOM) or os.sep in pretrained:
+        return
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        raise ModelError(
+            f"model {name} has no pretrained weights tagged '{pretrained}'; known tags: "
+            f"{', '.join(tags) or '(none)'}; or pass a checkpoint file with --pretrained /path/file"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs() -> Iterator[None]:
+    """open_clip and huggingface_hub log each failed try; the user gets one message instead."""
+    loggers = [logging.getLogger(n) for n in ("", "huggingface_hub", "huggingface_hub.utils._http")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -1,0 +1,556 @@
+"""The library: SQLite (source of truth) plus the derived FAISS file; the only writer of storage.
+
+A library is a folder: `library.db` (SQLite, WAL), `vectors-<generation>.faiss` (derived index),
+`write.lock` (held by the one process that may write) and `text-encoder/` (ONNX text model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from imgsearch.errors import LibraryBusyError, LibraryError, ModelError
+from imgsearch.modelspec import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from imgsearch.vectors import VectorIndex
+
+DB_NAME = "library.db"
+LOCK_NAME = "write.lock"
+TEXT_ENCODER_DIR = "text-encoder"
+# The newest migration in migrations/versions; a test keeps it equal to Alembic's head.
+SCHEMA_HEAD = "0002"
+
+metadata = sa.MetaData()
+meta_table = sa.Table(
+    "meta", metadata, sa.Column("key", sa.Text, primary_key=True), sa.Column("value", sa.Text)
+)
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("path", sa.Text, nullable=False, unique=True),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("mtime_ns", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.Text),
+    sa.Column("width", sa.Integer),
+    sa.Column("height", sa.Integer),
+    sa.Column("taken_at", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("vector", sa.LargeBinary),
+    sa.Column("indexed_at", sa.Text, nullable=False),
+)
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("finished_at", sa.Text),
+    sa.Column("roots", sa.Text, nullable=False),
+    sa.Column("added", sa.Integer),
+    sa.Column("updated", sa.Integer),
+    sa.Column("moved", sa.Integer),
+    sa.Column("removed", sa.Integer),
+    sa.Column("skipped", sa.Integer),
+    sa.Column("unchanged", sa.Integer),
+    sa.Column("status", sa.Text, nullable=False),
+)
+
+OK, ERROR = "ok", "error"
+
+
+def now() -> str:
+    """UTC timestamp as ISO 8601, seconds precision."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """What the library remembers of a path, enough to decide whether to re-embed it."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One embedded image, ready to store."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str
+    width: int
+    height: int
+    taken_at: str | None
+    vector: npt.NDArray[np.float32]  # (dim,), L2-normalised
+
+
+@dataclass(frozen=True)
+class FailedRecord:
+    """A file that could not be indexed, kept with its reason for `imgsearch errors`."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Metadata shown with a hit."""
+
+    id: int
+    path: str
+    width: int | None
+    height: int | None
+    taken_at: str | None
+
+
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout = 30000")
+    # A read-only folder cannot set up WAL; reads still work.
+    with contextlib.suppress(sqlite3.OperationalError):
+        cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def _wrap_db_error(path: Path, exc: BaseException) -> LibraryError:
+    text = str(getattr(exc, "orig", exc))
+    if (
+        "disk" in text.lower()
+        and "full" in text.lower()
+        or getattr(exc, "errno", None) == errno.ENOSPC
+    ):
+        return LibraryError(
+            f"library {path}: the disk is full; free some space and run again ({text})"
+        )
+    if "readonly" in text.lower() or "read-only" in text.lower():
+        return LibraryError(
+            f"library {path} is read-only; use a writable --library folder ({text})"
+        )
+    return LibraryError(f"library {path}: database error: {text}")
+
+
+class Library:
+    """An open library folder. Reads are safe alongside one writer; writes need `write_lock()`."""
+
+    def __init__(self, path: Path, engine: sa.Engine) -> None:
+        self.path = path
+        self.engine = engine
+        self._lock_fd: int | None = None
+        self._index_cache: tuple[int, VectorIndex] | None = None
+
+    # ---- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> Library:
+        """Open (and with `create`, make) the library at `path`, migrating its schema if needed."""
+        folder = Path(path).expanduser().absolute()
+        db = folder / DB_NAME
+        if not db.is_file():
+            if not create:
+                raise LibraryError(
+                    f"no library at {folder}; index some photos first: "
+                    f"imgsearch index PATH --library {folder}"
+                )
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LibraryError(
+                    f"cannot create library folder {folder}: {exc.strerror}"
+                ) from exc
+        elif not os.access(db, os.R_OK):
+            raise LibraryError(f"library {db} is not readable (permission denied)")
+        engine = sa.create_engine(f"sqlite:///{db}", poolclass=sa.pool.NullPool)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        lib = cls(folder, engine)
+        try:
+            lib._migrate()
+        except LibraryError:
+            engine.dispose()
+            raise
+        except (sa.exc.DBAPIError, OSError) as exc:
+            engine.dispose()
+            raise _wrap_db_error(folder, exc) from exc
+        return lib
+
+    def _revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            has = conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+            ).first()
+            if not has:
+                return None
+            row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+            return row[0] if row else None
+
+    def _migrate(self) -> None:
+        current = self._revision()
+        if current == SCHEMA_HEAD:
+            return  # the common case costs one query and no Alembic import
+        from imgsearch import migrate
+
+        if current is not None and not migrate.is_known(current):
+            raise LibraryError(
+                f"library {self.path} has schema revision {current}, newer than this imgsearch "
+                f"understands (latest {SCHEMA_HEAD}); upgrade imgsearch to open it"
+            )
+        with self.write_lock(wait=True), self.engine.begin() as conn:
+            migrate.upgrade(conn)
+
+    def close(self) -> None:
+        self.release_lock()
+        self.engine.dispose()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the write lock ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write_lock(self, *, wait: bool = False) -> Iterator[None]:
+        """Hold the exclusive write lock (flock: the kernel frees it if the process dies)."""
+        if self._lock_fd is not None:
+            yield
+            return
+        lock_path = self.path / LOCK_NAME
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _wrap_db_error(self.path, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise LibraryBusyError(
+                f"library {self.path} is being written by {holder}; wait for that run to finish "
+                f"(or use --wait)"
+            ) from None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"imgsearch pid {os.getpid()}".encode(), 0)
+        self._lock_fd = fd
+        try:
+            yield
+        finally:
+            self.release_lock()
+
+    def release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    # ---- metadata ------------------------------------------------------------------------
+    def meta(self, conn: sa.Connection | None = None) -> dict[str, str]:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.meta(c)
+        return {k: v for k, v in conn.execute(sa.select(meta_table.c.key, meta_table.c.value))}
+
+    @staticmethod
+    def _set_meta(conn: sa.Connection, **values: object) -> None:
+        for key, value in values.items():
+            conn.execute(
+                sa.text(
+                    "INSERT INTO meta(key, value) VALUES (:k, :v) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+                ),
+                {"k": key, "v": str(value)},
+            )
+
+    def model_spec(self) -> ModelSpec | None:
+        raw = self.meta().get("model")
+        return ModelSpec.from_json(raw) if raw else None
+
+    def check_model(self, spec: ModelSpec) -> None:
+        """Refuse vectors from a model other than the library's (they would not be comparable)."""
+        have = self.model_spec()
+        if have is not None and not have.same_model(spec):
+            raise self.model_mismatch(have.label(), spec.label())
+
+    def model_mismatch(self, have: str, asked: str) -> ModelError:
+        return ModelError(
+            f"library {self.path} was built with {have}, not {asked}. Vectors of different models "
+            f"cannot be mixed: drop --model/--pretrained to use the library's model, or index into "
+            f"a new library with --library NEW_FOLDER"
+        )
+
+    def set_model_spec(self, spec: ModelSpec) -> None:
+        self.check_model(spec)
+        with self._writing() as conn:
+            if "created_at" not in self.meta(conn):
+                self._set_meta(conn, created_at=now())
+            self._set_meta(conn, model=spec.to_json(), dim=spec.dim, updated_at=now())
+
+    def generation(self, conn: sa.Connection | None = None) -> int:
+        """Bumped by every write that changes which vectors exist; the FAISS file records it."""
+        return int(self.meta(conn).get("generation", "0"))
+
+    # ---- reads ---------------------------------------------------------------------------
+    def known_files(self, under: Sequence[str] | None = None) -> dict[str, KnownFile]:
+        """Every stored path (or those under the given roots), keyed by path."""
+        query = sa.select(
+            images.c.id,
+            images.c.path,
+            images.c.size,
+            images.c.mtime_ns,
+            images.c.fingerprint,
+            images.c.status,
+        )
+        if under is not None:
+            conds = []
+            for root in under:
+                conds.append(images.c.path == root)
+                prefix = root.rstrip(os.sep) + os.sep
+                conds.append(sa.func.substr(images.c.path, 1, len(prefix)) == prefix)
+            query = query.where(sa.or_(*conds)) if conds else query.where(sa.false())
+        with self.engine.connect() as conn:
+            return {r.path: KnownFile(*r) for r in conn.execute(query)}
+
+    def count(self, status: str = OK) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(images).where(images.c.status == status)
+            ).scalar_one()
+
+    def vectors(
+        self, conn: sa.Connection | None = None, *, batch: int = 65536
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+        """All stored vectors as (ids, matrix) chunks in id order, read in one snapshot."""
+        if conn is None:
+            with self.engine.connect() as c, c.begin():
+                yield from self.vectors(c, batch=batch)
+            return
+        dim = int(self.meta(conn).get("dim", "0"))
+        result = conn.execution_options(stream_results=True).execute(
+            sa.select(images.c.id, images.c.vector)
+            .where(images.c.status == OK)
+            .order_by(images.c.id)
+        )
+        while rows := result.fetchmany(batch):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+            yield ids, mat
+
+    def vector_for_path(self, path: str) -> tuple[int, npt.NDArray[np.float32]] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(images.c.id, images.c.vector).where(
+                    images.c.path == path, images.c.status == OK
+                )
+            ).first()
+        if row is None:
+            return None
+        return row[0], np.frombuffer(row[1], dtype=np.float32).copy()
+
+    def vectors_for_ids(self, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(images.c.id, images.c.vector).where(images.c.id.in_(list(ids)))
+            )
+            return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows if r[1] is not None}
+
+    def info(self, ids: Iterable[int]) -> dict[int, ImageInfo]:
+        """Metadata for hit ids that still exist (a concurrent run may have removed some)."""
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    images.c.id, images.c.path, images.c.width, images.c.height, images.c.taken_at
+                ).where(images.c.id.in_(wanted), images.c.status == OK)
+            )
+            return {r.id: ImageInfo(*r) for r in rows}
+
+    def ids_under(self, folder: str) -> npt.NDArray[np.int64]:
+        prefix = folder.rstrip(os.sep) + os.sep
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(images.c.id).where(
+                    images.c.status == OK,
+                    sa.func.substr(images.c.path, 1, len(prefix)) == prefix,
+                )
+            )
+            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def errors(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(images.c.path, images.c.error)
+                .where(images.c.status == ERROR)
+                .order_by(images.c.path)
+            )
+            return [(r[0], r[1] or "") for r in rows]
+
+    def last_run(self) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).first()
+            return dict(row._mapping) if row else None
+
+    # ---- writes (callers hold write_lock) ------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise _wrap_db_error(self.path, exc) from exc
+
+    def _bump(self, conn: sa.Connection) -> None:
+        self._set_meta(conn, generation=self.generation(conn) + 1, updated_at=now())
+
+    def store(self, done: Sequence[ImageRecord], failed: Sequence[FailedRecord]) -> None:
+        """Write one batch in one transaction: a killed run keeps every batch stored before it."""
+        stamp = now()
+        with self._writing() as conn:
+            for rec in done:
+                vec = np.ascontiguousarray(rec.vector, dtype=np.float32)
+                values = dict(
+                    size=rec.size,
+                    mtime_ns=rec.mtime_ns,
+                    fingerprint=rec.fingerprint,
+                    width=rec.width,
+                    height=rec.height,
+                    taken_at=rec.taken_at,
+                    status=OK,
+                    error=None,
+                    vector=vec.tobytes(),
+                    indexed_at=stamp,
+                )
+                self._upsert(conn, rec.path, values)
+            for fail in failed:
+                values = dict(
+                    size=fail.size,
+                    mtime_ns=fail.mtime_ns,
+                    fingerprint=None,
+                    width=None,
+                    height=None,
+                    taken_at=None,
+                    status=ERROR,
+                    error=fail.reason,
+                    vector=None,
+                    indexed_at=stamp,
+                )
+                self._upsert(conn, fail.path, values)
+            self._bump(conn)
+
+    @staticmethod
+    def _upsert(conn: sa.Connection, path: str, values: dict[str, Any]) -> None:
+        """Update in place (keeping the id) or insert."""
+        updated = conn.execute(images.update().where(images.c.path == path).values(**values))
+        if updated.rowcount == 0:
+            conn.execute(images.insert().values(path=path, **values))
+
+    def move(self, moves: Sequence[tuple[int, str, int, int]]) -> None:
+        """Re-point rows (id, new_path, size, mtime_ns) at their new paths, keeping the vectors."""
+        if not moves:
+            return
+        with self._writing() as conn:
+            for row_id, new_path, size, mtime_ns in moves:
+                conn.execute(
+                    images.delete().where(images.c.path == new_path, images.c.id != row_id)
+                )
+                conn.execute(
+                    images.update()
+                    .where(images.c.id == row_id)
+                    .values(path=new_path, size=size, mtime_ns=mtime_ns)
+                )
+            self._bump(conn)
+
+    def remove(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self._writing() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(images.delete().where(images.c.id.in_(list(ids[start : start + 500]))))
+            self._bump(conn)
+
+    def record_run(
+        self, started_at: str, roots: Sequence[str], counts: dict[str, int], status: str
+    ) -> None:
+        with self._writing() as conn:
+            conn.execute(
+                runs.insert().values(
+                    started_at=started_at,
+                    finished_at=now(),
+                    roots="\n".join(roots),
+                    status=status,
+                    **counts,
+                )
+            )
+            self._set_meta(conn, last_run_at=now())
+
+    # ---- the derived FAISS index ---------------------------------------------------------
+    def vector_index(self, *, exact_max: int, hnsw_m: int, hnsw_ef_search: int) -> VectorIndex:
+        """The search index matching SQLite right now: the FAISS file when it is valid, else a
+        rebuild in memory (a writer saves it with `save_vector_index`)."""
+        from imgsearch import vectors
+
+        with self.engine.connect() as conn, conn.begin():
+            meta = self.meta(conn)
+            gen = int(meta.get("generation", "0"))
+            if self._index_cache and self._index_cache[0] == gen:
+                return self._index_cache[1]
+            index = vectors.load(self.path, meta, conn=conn, library=self)
+            if index is None:
+                index = vectors.build(
+                    self.vectors(conn),
+                    dim=int(meta.get("dim", "0") or 0),
+                    exact_max=exact_max,
+                    hnsw_m=hnsw_m,
+                    hnsw_ef_search=hnsw_ef_search,
+                )
+        self._index_cache = (gen, index)
+        return index
+
+    def save_vector_index(self, *, exact_max: int, hnsw_m: int, hnsw_ef_search: int) -> None:
+        """Rebuild the FAISS file from SQLite and swap it in atomically (writer only)."""
+        from imgsearch import vectors
+
+        with self.engine.connect() as conn, conn.begin():
+            meta = self.meta(conn)
+            gen = int(meta.get("generation", "0"))
+            if vectors.load(self.path, meta, conn=conn, library=self) is not None:
+                return
+            index = vectors.build(
+                self.vectors(conn),
+                dim=int(meta.get("dim", "0") or 0),
+                exact_max=exact_max,
+                hnsw_m=hnsw_m,
+                hnsw_ef_search=hnsw_ef_search,
+            )
+        try:
+            name = vectors.save(self.path, index, gen)
+        except OSError as exc:
+            raise _wrap_db_error(self.path, exc) from exc
+        with self._writing() as conn:
+            self._set_meta(conn, faiss_file=name, faiss_generation=gen, faiss_count=index.ntotal)
+        vectors.remove_stale_files(self.path, keep=name)
+        self._index_cache = (gen, index)
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())

@@ -1,0 +1,355 @@
+"""walk -> diff -> decode (worker pool) -> embed (batches) -> store, for `imgsearch index`.
+
+Unchanged files cost one stat and never load the model; moved files keep their vectors; every
+batch is committed on its own, so a killed run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgsearch.library import ERROR, OK, FailedRecord, ImageRecord, KnownFile, Library, now
+from indexer.decode import Decoded, DecodeFailed, decode
+from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
+
+if TYPE_CHECKING:
+    from imgsearch.config import Settings
+    from imgsearch.encoder import Encoder
+    from imgsearch.modelspec import PreprocessSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexResult:
+    """What one run did; `skipped` holds this run's (path, reason) failures."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    embedded: int = 0
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return dict(
+            added=self.added,
+            updated=self.updated,
+            moved=self.moved,
+            removed=self.removed,
+            skipped=len(self.skipped),
+            unchanged=self.unchanged,
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Emitted after each stored batch."""
+
+    done: int
+    total: int
+    failed: int
+
+
+@dataclass
+class Plan:
+    """The diff between the tree on disk and the library."""
+
+    to_embed: list[tuple[FileEntry, bool]]  # (entry, is_update)
+    moves: list[tuple[int, str, int, int]]  # (id, new path, size, mtime_ns)
+    to_remove: list[int]
+    unchanged: int
+
+
+def choose_model(library: Library, settings: Settings, *, explicit: bool) -> tuple[str, str]:
+    """The library's own model, unless the user named one; naming a different one is an error."""
+    from imgsearch.encoder import normalize_model
+
+    stored = library.model_spec()
+    if stored is None:
+        return normalize_model(settings.model, settings.pretrained)
+    if not explicit:
+        return stored.name, stored.pretrained
+    name, weights = normalize_model(settings.model, settings.pretrained)
+    if (name, weights) != (stored.name, stored.pretrained):
+        raise library.model_mismatch(stored.label(), f"{name} / {weights}" if weights else name)
+    return name, weights
+
+
+def plan(library: Library, roots: Sequence[str], entries: Sequence[FileEntry]) -> Plan:
+    """Compare a scan with the stored rows under the same roots."""
+    known = library.known_files(under=roots)
+    seen: set[str] = set()
+    new: list[FileEntry] = []
+    to_embed: list[tuple[FileEntry, bool]] = []
+    unchanged = 0
+    for entry in entries:
+        seen.add(entry.path)
+        row = known.get(entry.path)
+        if row is None:
+            new.append(entry)
+        elif row.size == entry.size and row.mtime_ns == entry.mtime_ns:
+            unchanged += 1
+        else:
+            to_embed.append((entry, True))
+    missing = [row for path, row in known.items() if path not in seen]
+    moves, matched = _match_moves(new, missing)
+    to_embed.extend((e, False) for e in new if e.path not in matched)
+    moved_ids = {m[0] for m in moves}
+    to_remove = [row.id for row in missing if row.id not in moved_ids]
+    return Plan(to_embed, moves, to_remove, unchanged)
+
+
+def _match_moves(
+    new: Sequence[FileEntry], missing: Sequence[KnownFile]
+) -> tuple[list[tuple[int, str, int, int]], set[str]]:
+    """New paths whose content (size + partial hash) equals a vanished row's are moves."""
+    by_size: dict[int, list[KnownFile]] = {}
+    for row in missing:
+        if row.status == OK and row.fingerprint:
+            by_size.setdefault(row.size, []).append(row)
+    moves: list[tuple[int, str, int, int]] = []
+    matched: set[str] = set()
+    for entry in new:
+        candidates = by_size.get(entry.size)
+        if not candidates:
+            continue
+        try:
+            digest = fingerprint(entry.path, entry.size)
+        except OSError:
+            continue
+        for row in candidates:
+            if row.fingerprint == digest:
+                candidates.remove(row)
+                moves.append((row.id, entry.path, entry.size, entry.mtime_ns))
+                matched.add(entry.path)
+                break
+    return moves, matched
+
+
+def _decode_chunk(
+    paths: Sequence[str], spec: PreprocessSpec, max_pixels: int
+) -> list[Decoded | DecodeFailed]:
+    return [decode(p, spec, max_pixels=max_pixels) for p in paths]
+
+
+def decoded_stream(
+    paths: Sequence[str], spec: PreprocessSpec, *, workers: int, max_pixels: int, lookahead: int
+) -> Iterator[Decoded | DecodeFailed]:
+    """Decode in a process pool, in order, at most `lookahead` images in flight (flat memory)."""
+    if workers <= 1 and len(paths) < 8:
+        for p in paths:
+            yield decode(p, spec, max_pixels=max_pixels)
+        return
+    chunk = 4
+    # forkserver: workers never inherit torch's threads or a half-held lock from this process.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["indexer.decode"])
+    pending: deque[Future[list[Decoded | DecodeFailed]]] = deque()
+    chunks = (paths[i : i + chunk] for i in range(0, len(paths), chunk))
+    max_pending = max(2 * workers, lookahead // chunk)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        try:
+            for part in chunks:
+                pending.append(pool.submit(_decode_chunk, part, spec, max_pixels))
+                if len(pending) >= max_pending:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def run(
+    library: Library,
+    roots: Sequence[str],
+    settings: Settings,
+    *,
+    load_encoder: Callable[[], Encoder],
+    on_progress: Callable[[Progress], None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> IndexResult:
+    """Index `roots` into `library` (caller holds the write lock)."""
+    started, t0 = now(), time.perf_counter()
+    result = IndexResult()
+    roots = [os.path.abspath(os.path.expanduser(r)) for r in roots]
+
+    def skip(path: str, reason: str) -> None:
+        result.skipped.append((path, reason))
+        if on_skip:
+            on_skip(path, reason)
+
+    def walk_skip(s: WalkSkip) -> None:
+        skip(s.path, s.reason)
+
+    entries = list(
+        scan(
+            roots,
+            skip_hidden=settings.skip_hidden,
+            follow_symlinks=settings.follow_symlinks,
+            on_skip=walk_skip,
+        )
+    )
+    todo = plan(library, roots, entries)
+    result.unchanged = todo.unchanged
+    library.move(todo.moves)
+    result.moved = len(todo.moves)
+
+    encoder: Encoder | None = None
+    status = "interrupted"
+    try:
+        if todo.to_embed:
+            encoder = _embed_all(
+                library, todo.to_embed, settings, load_encoder, result, skip, on_progress
+            )
+        library.remove(todo.to_remove)
+        result.removed = len(todo.to_remove)
+        library.save_vector_index(
+            exact_max=settings.exact_search_max,
+            hnsw_m=settings.hnsw_m,
+            hnsw_ef_search=settings.hnsw_ef_search,
+        )
+        if encoder is not None:
+            _export_text_encoder(library, encoder)
+        status = "ok"
+    finally:
+        result.seconds = time.perf_counter() - t0
+        try:
+            library.record_run(started, roots, result.counts(), status)
+        except Exception:  # never hide the real error behind a bookkeeping one
+            if status == "ok":
+                raise
+    return result
+
+
+def _embed_all(
+    library: Library,
+    work: Sequence[tuple[FileEntry, bool]],
+    settings: Settings,
+    load_encoder: Callable[[], Encoder],
+    result: IndexResult,
+    skip: Callable[[str, str], None],
+    on_progress: Callable[[Progress], None] | None,
+) -> Encoder:
+    is_update = {e.path: upd for e, upd in work}
+    stored = library.model_spec()
+    encoder = load_encoder()
+    if stored is None:
+        library.set_model_spec(encoder.spec)
+    else:
+        library.check_model(encoder.spec)
+    spec = encoder.spec.preprocess
+    workers = settings.workers or (os.cpu_count() or 1)
+    batch_size = settings.batch_size
+    done_recs: list[ImageRecord] = []
+    pixels: list[np.ndarray] = []
+    failed: list[FailedRecord] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done
+        records: list[ImageRecord] = []
+        if done_recs:
+            vectors = encoder.embed_pixels(np.stack(pixels))
+            records = [_with_vector(r, v) for r, v in zip(done_recs, vectors)]
+        library.store(records, failed)
+        for rec in records:
+            if is_update[rec.path]:
+                result.updated += 1
+            else:
+                result.added += 1
+        result.embedded += len(records)
+        done += len(done_recs) + len(failed)
+        done_recs.clear()
+        pixels.clear()
+        failed.clear()
+        if on_progress:
+            on_progress(Progress(done, len(work), len(result.skipped)))
+
+    paths = [e.path for e, _ in work]
+    stream = decoded_stream(
+        paths, spec, workers=workers, max_pixels=settings.max_pixels, lookahead=3 * batch_size
+    )
+    for item in stream:
+        if isinstance(item, DecodeFailed):
+            if not os.path.lexists(item.path):
+                done += 1  # vanished since the walk: nothing to record
+                continue
+            skip(item.path, item.reason)
+            size, mtime = _stat(item.path)
+            failed.append(FailedRecord(item.path, size, mtime, item.reason))
+        else:
+            done_recs.append(
+                ImageRecord(
+                    path=item.path,
+                    size=item.size,
+                    mtime_ns=item.mtime_ns,
+                    fingerprint=item.fingerprint,
+                    width=item.width,
+                    height=item.height,
+                    taken_at=item.taken_at,
+                    vector=np.empty(0, np.float32),
+                )
+            )
+            pixels.append(item.pixels)
+        if len(done_recs) >= batch_size or len(failed) >= batch_size:
+            flush()
+    if done_recs or failed:
+        flush()
+    return encoder
+
+
+def _with_vector(rec: ImageRecord, vector: np.ndarray) -> ImageRecord:
+    return ImageRecord(
+        rec.path,
+        rec.size,
+        rec.mtime_ns,
+        rec.fingerprint,
+        rec.width,
+        rec.height,
+        rec.taken_at,
+        np.asarray(vector, dtype=np.float32),
+    )
+
+
+def _stat(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return 0, 0
+
+
+def _export_text_encoder(library: Library, encoder: Encoder) -> None:
+    """Export the text tower once so later queries need no torch (see imgsearch.textonnx)."""
+    from imgsearch.library import TEXT_ENCODER_DIR
+
+    try:
+        from imgsearch import textonnx
+    except ImportError:
+        return
+    dest = library.path / TEXT_ENCODER_DIR
+    if textonnx.exported(dest):
+        return
+    try:
+        textonnx.export_text_encoder(encoder.model, encoder.tokenizer, dest)
+    except NotImplementedError as exc:
+        log.info("text encoder not exported (%s); queries will use torch", exc)
+    except Exception as exc:  # a failed export only costs query speed
+        log.warning("could not export the text encoder to %s: %s", dest, exc)
+
+
+__all__ = ["ERROR", "IndexResult", "Plan", "Progress", "decoded_stream", "plan", "run"]

@@ -1,0 +1,157 @@
+"""`imgsearch index`: incremental updates, moves, deletions, the FAISS file, the model identity."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from imgsearch.library import Library
+from tests.conftest import hits, make_pictures
+
+
+def index(run, *args, code=0):
+    return run("index", *args, code=code)
+
+
+def stored_vectors(library: Path) -> dict[str, tuple[int, np.ndarray]]:
+    with Library.open(library) as lib:
+        out = {}
+        for path in lib.known_files():
+            found = lib.vector_for_path(path)
+            if found:
+                out[path] = found
+        return out
+
+
+def test_query_by_indexed_image_finds_itself_first(run, tiny_model, pictures, isolated_env):
+    result = index(run, pictures[0].parent, "--model", tiny_model)
+    assert "12 added" in result.stderr
+    for pic in pictures:
+        top = hits(run("query", "--image", pic, "--json", "-k", "3"))[0]
+        assert top["path"] == str(pic)
+        assert top["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_faiss_ids_match_sqlite_rows(run, tiny_model, pictures, isolated_env):
+    index(run, pictures[0].parent, "--model", tiny_model)
+    vectors = stored_vectors(isolated_env)
+    assert len(vectors) == len(pictures)
+    with Library.open(isolated_env) as lib:
+        name = lib.meta()["faiss_file"]
+    idx = faiss.read_index(str(isolated_env / name))
+    assert idx.ntotal == len(pictures)
+    for _path, (row_id, vec) in vectors.items():
+        np.testing.assert_allclose(idx.reconstruct(row_id), vec, atol=1e-6)
+
+
+def test_unchanged_rerun_embeds_nothing_and_loads_no_model(
+    run, tiny_model, pictures, isolated_env, monkeypatch
+):
+    index(run, pictures[0].parent, "--model", tiny_model)
+    before = stored_vectors(isolated_env)
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded for an unchanged tree")
+
+    monkeypatch.setattr("imgsearch.encoder.load_encoder", no_model)
+    result = index(run, pictures[0].parent)
+    assert "0 added" in result.stderr and "12 unchanged" in result.stderr
+    after = stored_vectors(isolated_env)
+    assert {p: i for p, (i, _) in after.items()} == {p: i for p, (i, _) in before.items()}
+
+
+def test_changed_file_is_embedded_again_in_place(run, tiny_model, pictures, isolated_env):
+    index(run, pictures[0].parent, "--model", tiny_model)
+    before = stored_vectors(isolated_env)
+    target = pictures[3]
+    shutil.copyfile(pictures[7], target)  # new content
+    os.utime(target, ns=(1, 1_000_000_000))
+    result = index(run, pictures[0].parent)
+    assert "1 updated" in result.stderr and "0 added" in result.stderr
+    after = stored_vectors(isolated_env)
+    assert after[str(target)][0] == before[str(target)][0]  # same id
+    np.testing.assert_allclose(after[str(target)][1], before[str(pictures[7])][1], atol=1e-5)
+
+
+def test_moved_file_keeps_its_vector_without_reembedding(run, tiny_model, pictures, isolated_env):
+    index(run, pictures[0].parent, "--model", tiny_model)
+    before = stored_vectors(isolated_env)
+    sub = pictures[0].parent / "renamed"
+    sub.mkdir()
+    new = sub / "moved.png"
+    os.rename(pictures[2], new)
+    result = index(run, pictures[0].parent)
+    assert (
+        "1 moved" in result.stderr and "0 added" in result.stderr and "0 removed" in result.stderr
+    )
+    after = stored_vectors(isolated_env)
+    assert str(pictures[2]) not in after
+    assert after[str(new)][0] == before[str(pictures[2])][0]
+    np.testing.assert_array_equal(after[str(new)][1], before[str(pictures[2])][1])
+    top = hits(run("query", "--image", new, "--json", "-k", "1"))[0]
+    assert top["path"] == str(new)
+
+
+def test_deleted_files_vanish_from_results(run, tiny_model, pictures, isolated_env):
+    index(run, pictures[0].parent, "--model", tiny_model)
+    for gone in pictures[:4]:
+        gone.unlink()
+    result = index(run, pictures[0].parent)
+    assert "4 removed" in result.stderr
+    found = hits(run("query", "anything", "--json", "-k", "50"))
+    assert {h["path"] for h in found} == {str(p) for p in pictures[4:]}
+
+
+def test_indexing_one_folder_keeps_another(run, tiny_model, tmp_path, isolated_env):
+    a = make_pictures(tmp_path / "a", 3, seed=1)
+    b = make_pictures(tmp_path / "b", 3, seed=2)
+    index(run, tmp_path / "a", "--model", tiny_model)
+    index(run, tmp_path / "b")
+    found = hits(run("query", "x", "--json", "-k", "50"))
+    assert {h["path"] for h in found} == {str(p) for p in a + b}
+
+
+def test_missing_faiss_file_is_rebuilt(run, tiny_model, pictures, isolated_env):
+    index(run, pictures[0].parent, "--model", tiny_model)
+    for f in isolated_env.glob("vectors-*.faiss"):
+        f.unlink()
+    top = hits(run("query", "--image", pictures[5], "--json"))[0]
+    assert top["path"] == str(pictures[5])
+    index(run, pictures[0].parent)  # a writer puts the file back
+    assert list(isolated_env.glob("vectors-*.faiss"))
+
+
+def test_stale_faiss_file_is_detected_and_not_trusted(run, tiny_model, pictures, isolated_env):
+    index(run, pictures[0].parent, "--model", tiny_model)
+    (name,) = [f.name for f in isolated_env.glob("vectors-*.faiss")]
+    # Replace the file with one whose vectors are wrong (same ids, same count, same name).
+    idx = faiss.read_index(str(isolated_env / name))
+    ids = faiss.vector_to_array(idx.id_map)
+    bogus = faiss.IndexIDMap2(faiss.IndexFlatIP(idx.d))
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(len(ids), idx.d)).astype(np.float32)
+    bogus.add_with_ids(vecs / np.linalg.norm(vecs, axis=1, keepdims=True), ids)
+    faiss.write_index(bogus, str(isolated_env / name))
+    for pic in pictures:
+        assert hits(run("query", "--image", pic, "--json"))[0]["path"] == str(pic)
+
+
+def test_different_model_is_refused_with_the_way_out(
+    run, tiny_model, pictures, isolated_env, tmp_path
+):
+    from tests.support.models import make_random_model_dir
+
+    index(run, pictures[0].parent, "--model", tiny_model)
+    other = "local-dir:" + str(make_random_model_dir(tmp_path / "other", seed=1))
+    result = index(run, pictures[0].parent, "--model", other, code=1)
+    assert "was built with" in result.stderr and "--library" in result.stderr
+
+
+def test_missing_root_is_a_clear_error(run, tiny_model, tmp_path):
+    result = index(run, tmp_path / "nope", "--model", tiny_model, code=1)
+    assert "nope" in result.stderr and "no such file" in result.stderr.lower()
