@@ -8,6 +8,7 @@ one-paragraph ModelError.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -169,12 +170,19 @@ def _normalize(feats: Any) -> npt.NDArray[np.float32]:
 
 
 def load_encoder(name: str, pretrained: str, device: str = "auto") -> Encoder:
-    """Create the model through open_clip's factory; every failure is a clear ModelError."""
+    """Create the model through open_clip's factory; every failure is a clear ModelError.
+
+    Loaded models are kept for the life of the process, so Searchers share one copy.
+    """
     name, pretrained = normalize_model(name, pretrained)
+    return _load(name, pretrained, resolve_device(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, pretrained: str, dev: str) -> Encoder:
     label = f"{name} / {pretrained}" if pretrained else name
     if not name.startswith(SCHEMAS):
         _check_name(name, pretrained)
-    dev = resolve_device(device)
     import open_clip
     import torch
 

@@ -46,7 +46,7 @@ class Hit:
         """The JSON contract: keys may be added, never renamed."""
         return {
             "path": self.path,
-            "score": round(self.score, 6),
+            "score": self.score,
             "width": self.width,
             "height": self.height,
             "taken_at": self.taken_at,

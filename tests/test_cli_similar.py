@@ -1,0 +1,35 @@
+"""`imgsearch similar`: query by example, indexed or not."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.conftest import hits
+
+
+@pytest.fixture
+def indexed(run, tiny_model, pictures):
+    run("index", pictures[0].parent, "--model", tiny_model)
+    return pictures
+
+
+def test_similar_leaves_the_file_itself_out(run, indexed):
+    found = hits(run("similar", indexed[3], "--json", "-k", "20"))
+    paths = [h["path"] for h in found]
+    assert str(indexed[3]) not in paths and len(paths) == len(indexed) - 1
+    assert [h["score"] for h in found] == sorted((h["score"] for h in found), reverse=True)
+
+
+def test_similar_of_an_unindexed_copy_finds_the_original(run, indexed, tmp_path):
+    outside = tmp_path / "elsewhere" / "copy.png"
+    outside.parent.mkdir()
+    shutil.copyfile(indexed[5], outside)
+    top = hits(run("similar", outside, "--json"))[0]
+    assert top["path"] == str(indexed[5]) and top["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_similar_missing_file(run, indexed, tmp_path):
+    result = run("similar", tmp_path / "nope.jpg", code=1)
+    assert "nope.jpg" in result.stderr and "no such file" in result.stderr

@@ -1,0 +1,92 @@
+"""Model loading: names, tags, files and schemas, and one clear error for each failure."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from imgsearch.encoder import load_encoder, normalize_model
+from imgsearch.errors import ModelError
+
+
+def test_offline_download_fails_fast_with_the_way_out(run, pictures):
+    start = time.perf_counter()
+    result = run(
+        "index",
+        pictures[0].parent,
+        "--model",
+        "ViT-B-32",
+        "--pretrained",
+        "laion2b_s34b_b79k",
+        code=1,
+    )
+    assert time.perf_counter() - start < 30
+    err = result.stderr
+    assert "ViT-B-32 / laion2b_s34b_b79k" in err and "network access" in err
+    assert "--pretrained /path/to/" in err and "local-dir:" in err
+    assert len(err.strip().splitlines()) <= 2  # the "loading" line and one paragraph
+    # nothing was stored: the library still has no model and no images
+    assert "0 indexed" in run("stats").stdout
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="unknown model 'ViT-Q-99'"):
+        load_encoder("ViT-Q-99", "none")
+
+
+def test_unknown_pretrained_tag_lists_known_ones():
+    with pytest.raises(ModelError, match="no pretrained weights tagged 'lion'.*laion2b_s34b_b79k"):
+        load_encoder("ViT-B-32", "lion")
+
+
+def test_missing_checkpoint_file(tmp_path):
+    with pytest.raises(
+        ModelError,
+        match=r"checkpoint file .*nope\.safetensors \(from --pretrained\) does not exist",
+    ):
+        normalize_model("ViT-B-32", str(tmp_path / "nope.safetensors"))
+
+
+def test_missing_local_dir(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        normalize_model(f"local-dir:{tmp_path / 'none'}", "")
+
+
+def test_local_checkpoint_file_loads_those_weights(tmp_path, tiny_model):
+    import open_clip
+
+    from tests.support.models import TINY_MODEL_CFG
+
+    open_clip.factory._MODEL_CONFIGS["imgsearch-test-tiny"] = dict(TINY_MODEL_CFG)
+    torch.manual_seed(5)
+    model = open_clip.create_model("imgsearch-test-tiny")
+    ckpt = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), ckpt)
+    enc = load_encoder("imgsearch-test-tiny", str(ckpt), "cpu")
+    assert enc.spec.pretrained == str(ckpt) and enc.dim == 32
+    tokens = open_clip.get_tokenizer("imgsearch-test-tiny")(["a dog"])
+    with torch.no_grad():
+        want = model.encode_text(tokens)[0]
+    want = want / want.norm()
+    got = enc.embed_texts(["a dog"])[0]
+    assert float(torch.from_numpy(got) @ want) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_random_weights_are_the_same_in_every_load(tiny_model):
+    from imgsearch.encoder import _load
+
+    _load.cache_clear()
+    a = load_encoder(tiny_model, "").embed_texts(["x"])
+    _load.cache_clear()
+    b = load_encoder(tiny_model, "").embed_texts(["x"])
+    assert float((a * b).sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cpu_device_and_bad_device():
+    with pytest.raises(ModelError, match="unknown device 'gpu0'"):
+        load_encoder("ViT-B-32", "none", "gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="CUDA is not available"):
+            load_encoder("ViT-B-32", "none", "cuda")

@@ -1,0 +1,30 @@
+"""Commands that need no model must not pay for importing torch/open_clip (~4 s here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import sys
+from click.testing import CliRunner
+from imgsearch.cli import cli
+result = CliRunner().invoke(cli, {args!r})
+heavy = sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules)
+print(result.exit_code, heavy)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["index", "--help"], ["stats"], ["errors"]])
+def test_no_torch_on_light_paths(args, tmp_path):
+    code = PROBE.format(args=args + ["--library", str(tmp_path)] if args[0] != "--help" else args)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+
+
+def test_importing_the_package_is_cheap():
+    code = "import sys, imgsearch, imgsearch.cli; print(sorted(m for m in ('torch','open_clip','faiss','sqlalchemy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

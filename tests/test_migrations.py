@@ -1,0 +1,51 @@
+"""Schema migrations: Alembic's head matches the code; old libraries upgrade; new ones are refused."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+from imgsearch import migrate
+from imgsearch.errors import LibraryError
+from imgsearch.library import DB_NAME, SCHEMA_HEAD, Library
+
+
+def test_schema_head_constant_matches_alembic():
+    assert migrate.head() == SCHEMA_HEAD
+
+
+def test_library_at_first_revision_is_migrated_and_keeps_its_data(tmp_path):
+    db = tmp_path / DB_NAME
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        migrate.upgrade(conn, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO images (path, size, mtime_ns, fingerprint, status, vector, indexed_at) "
+            "VALUES ('/p/a.jpg', 10, 5, 'abc', 'ok', x'0000803f', '2026-01-01')"
+        )
+        conn.exec_driver_sql("INSERT INTO meta VALUES ('generation', '1')")
+    engine.dispose()
+    with Library.open(tmp_path) as lib:
+        assert lib.known_files()["/p/a.jpg"].fingerprint == "abc"
+        assert lib.last_run() is None  # the runs table exists now
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (SCHEMA_HEAD,)
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "ix_images_fingerprint" in names
+
+
+def test_newer_schema_is_refused(tmp_path):
+    Library.open(tmp_path, create=True).close()
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    con.execute("UPDATE alembic_version SET version_num = '9999'")
+    con.commit()
+    with pytest.raises(LibraryError, match="newer than this imgsearch understands"):
+        Library.open(tmp_path)
+
+
+def test_wal_mode(tmp_path):
+    Library.open(tmp_path, create=True).close()
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
