@@ -1,4 +1,4 @@
-"""Schema migrations: Alembic's head matches the code; old libraries upgrade; new ones are refused."""
+"""Schema migrations: head matches the code; old libraries upgrade; newer ones are refused."""
 
 from __future__ import annotations
 
