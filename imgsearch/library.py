@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sqlalchemy as sa
 
 from imgsearch.errors import LibraryBusyError, LibraryError, ModelError
 from imgsearch.modelspec import ModelSpec
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+    import sqlalchemy as sa
 
     from imgsearch.vectors import VectorIndex
 
@@ -33,42 +34,6 @@ LOCK_NAME = "write.lock"
 TEXT_ENCODER_DIR = "text-encoder"
 # The newest migration in migrations/versions; a test keeps it equal to Alembic's head.
 SCHEMA_HEAD = "0002"
-
-metadata = sa.MetaData()
-meta_table = sa.Table(
-    "meta", metadata, sa.Column("key", sa.Text, primary_key=True), sa.Column("value", sa.Text)
-)
-images = sa.Table(
-    "images",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("path", sa.Text, nullable=False, unique=True),
-    sa.Column("size", sa.Integer, nullable=False),
-    sa.Column("mtime_ns", sa.Integer, nullable=False),
-    sa.Column("fingerprint", sa.Text),
-    sa.Column("width", sa.Integer),
-    sa.Column("height", sa.Integer),
-    sa.Column("taken_at", sa.Text),
-    sa.Column("status", sa.Text, nullable=False),
-    sa.Column("error", sa.Text),
-    sa.Column("vector", sa.LargeBinary),
-    sa.Column("indexed_at", sa.Text, nullable=False),
-)
-runs = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("started_at", sa.Text, nullable=False),
-    sa.Column("finished_at", sa.Text),
-    sa.Column("roots", sa.Text, nullable=False),
-    sa.Column("added", sa.Integer),
-    sa.Column("updated", sa.Integer),
-    sa.Column("moved", sa.Integer),
-    sa.Column("removed", sa.Integer),
-    sa.Column("skipped", sa.Integer),
-    sa.Column("unchanged", sa.Integer),
-    sa.Column("status", sa.Text, nullable=False),
-)
 
 OK, ERROR = "ok", "error"
 
@@ -125,7 +90,7 @@ class ImageInfo:
     taken_at: str | None
 
 
-def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout = 30000")
     # A read-only folder cannot set up WAL; reads still work.
@@ -136,16 +101,13 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 
 
 def _wrap_db_error(path: Path, exc: BaseException) -> LibraryError:
-    text = str(getattr(exc, "orig", exc))
-    if (
-        "disk" in text.lower()
-        and "full" in text.lower()
-        or getattr(exc, "errno", None) == errno.ENOSPC
-    ):
+    text = str(getattr(exc, "orig", None) or exc)
+    low = text.lower()
+    if ("disk" in low and "full" in low) or getattr(exc, "errno", None) == errno.ENOSPC:
         return LibraryError(
             f"library {path}: the disk is full; free some space and run again ({text})"
         )
-    if "readonly" in text.lower() or "read-only" in text.lower():
+    if "readonly" in low or "read-only" in low or getattr(exc, "errno", None) == errno.EROFS:
         return LibraryError(
             f"library {path} is read-only; use a writable --library folder ({text})"
         )
@@ -153,11 +115,19 @@ def _wrap_db_error(path: Path, exc: BaseException) -> LibraryError:
 
 
 class Library:
-    """An open library folder. Reads are safe alongside one writer; writes need `write_lock()`."""
+    """An open library folder. Reads are safe alongside one writer; writes need `write_lock()`.
 
-    def __init__(self, path: Path, engine: sa.Engine) -> None:
+    The query path reads through one stdlib sqlite3 connection, so a cold `imgsearch query`
+    never imports SQLAlchemy (~0.3 s of its 1 s budget); schema, migrations and every write go
+    through SQLAlchemy, imported on first need.
+    """
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.engine = engine
+        self.db = path / DB_NAME
+        self._engine: sa.Engine | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._index_cache: tuple[int, VectorIndex] | None = None
 
@@ -181,27 +151,58 @@ class Library:
                 ) from exc
         elif not os.access(db, os.R_OK):
             raise LibraryError(f"library {db} is not readable (permission denied)")
-        engine = sa.create_engine(f"sqlite:///{db}", poolclass=sa.pool.NullPool)
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        lib = cls(folder, engine)
+        lib = cls(folder)
         try:
             lib._migrate()
         except LibraryError:
-            engine.dispose()
+            lib.close()
             raise
-        except (sa.exc.DBAPIError, OSError) as exc:
-            engine.dispose()
+        except (sqlite3.Error, OSError) as exc:
+            lib.close()
             raise _wrap_db_error(folder, exc) from exc
+        except Exception as exc:
+            lib.close()
+            if type(exc).__module__.startswith("sqlalchemy"):
+                raise _wrap_db_error(folder, exc) from exc
+            raise
         return lib
 
+    @property
+    def engine(self) -> sa.Engine:
+        """SQLAlchemy engine for schema changes and writes (created on first use)."""
+        if self._engine is None:
+            import sqlalchemy as sa
+
+            self._engine = sa.create_engine(f"sqlite:///{self.db}", poolclass=sa.pool.NullPool)
+            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+        return self._engine
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Cursor]:
+        """A consistent read: every statement inside sees the same committed state."""
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(
+                    self.db, isolation_level=None, check_same_thread=False
+                )
+                _sqlite_pragmas(self._reader)
+                self._reader.execute("PRAGMA query_only = 1")
+            cur = self._reader.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            finally:
+                cur.execute("COMMIT")
+                cur.close()
+
     def _revision(self) -> str | None:
-        with self.engine.connect() as conn:
-            has = conn.exec_driver_sql(
+        with self._snapshot() as cur:
+            has = cur.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
-            ).first()
+            ).fetchone()
             if not has:
                 return None
-            row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+            row = cur.execute("SELECT version_num FROM alembic_version").fetchone()
             return row[0] if row else None
 
     def _migrate(self) -> None:
@@ -220,7 +221,11 @@ class Library:
 
     def close(self) -> None:
         self.release_lock()
-        self.engine.dispose()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> Library:
         return self
@@ -264,14 +269,16 @@ class Library:
             self._lock_fd = None
 
     # ---- metadata ------------------------------------------------------------------------
-    def meta(self, conn: sa.Connection | None = None) -> dict[str, str]:
-        if conn is None:
-            with self.engine.connect() as c:
+    def meta(self, cur: sqlite3.Cursor | None = None) -> dict[str, str]:
+        if cur is None:
+            with self._snapshot() as c:
                 return self.meta(c)
-        return {k: v for k, v in conn.execute(sa.select(meta_table.c.key, meta_table.c.value))}
+        return dict(cur.execute("SELECT key, value FROM meta").fetchall())
 
     @staticmethod
     def _set_meta(conn: sa.Connection, **values: object) -> None:
+        import sqlalchemy as sa
+
         for key, value in values.items():
             conn.execute(
                 sa.text(
@@ -301,119 +308,102 @@ class Library:
     def set_model_spec(self, spec: ModelSpec) -> None:
         self.check_model(spec)
         with self._writing() as conn:
-            if "created_at" not in self.meta(conn):
+            if "created_at" not in self.meta():
                 self._set_meta(conn, created_at=now())
             self._set_meta(conn, model=spec.to_json(), dim=spec.dim, updated_at=now())
 
-    def generation(self, conn: sa.Connection | None = None) -> int:
+    def generation(self) -> int:
         """Bumped by every write that changes which vectors exist; the FAISS file records it."""
-        return int(self.meta(conn).get("generation", "0"))
+        return int(self.meta().get("generation", "0"))
 
     # ---- reads ---------------------------------------------------------------------------
     def known_files(self, under: Sequence[str] | None = None) -> dict[str, KnownFile]:
         """Every stored path (or those under the given roots), keyed by path."""
-        query = sa.select(
-            images.c.id,
-            images.c.path,
-            images.c.size,
-            images.c.mtime_ns,
-            images.c.fingerprint,
-            images.c.status,
-        )
+        sql = "SELECT id, path, size, mtime_ns, fingerprint, status FROM images"
+        args: list[Any] = []
         if under is not None:
             conds = []
             for root in under:
-                conds.append(images.c.path == root)
                 prefix = root.rstrip(os.sep) + os.sep
-                conds.append(sa.func.substr(images.c.path, 1, len(prefix)) == prefix)
-            query = query.where(sa.or_(*conds)) if conds else query.where(sa.false())
-        with self.engine.connect() as conn:
-            return {r.path: KnownFile(*r) for r in conn.execute(query)}
+                conds.append("path = ? OR substr(path, 1, ?) = ?")
+                args += [root, len(prefix), prefix]
+            sql += " WHERE " + (" OR ".join(f"({c})" for c in conds) if conds else "0")
+        with self._snapshot() as cur:
+            return {r[1]: KnownFile(*r) for r in cur.execute(sql, args)}
 
     def count(self, status: str = OK) -> int:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(sa.func.count()).select_from(images).where(images.c.status == status)
-            ).scalar_one()
+        with self._snapshot() as cur:
+            return cur.execute(
+                "SELECT count(*) FROM images WHERE status = ?", (status,)
+            ).fetchone()[0]
 
     def vectors(
-        self, conn: sa.Connection | None = None, *, batch: int = 65536
+        self, cur: sqlite3.Cursor | None = None, *, batch: int = 65536
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
         """All stored vectors as (ids, matrix) chunks in id order, read in one snapshot."""
-        if conn is None:
-            with self.engine.connect() as c, c.begin():
+        if cur is None:
+            with self._snapshot() as c:
                 yield from self.vectors(c, batch=batch)
             return
-        dim = int(self.meta(conn).get("dim", "0"))
-        result = conn.execution_options(stream_results=True).execute(
-            sa.select(images.c.id, images.c.vector)
-            .where(images.c.status == OK)
-            .order_by(images.c.id)
-        )
-        while rows := result.fetchmany(batch):
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+        dim = int(self.meta(cur).get("dim", "0") or 0)
+        rows = cur.execute("SELECT id, vector FROM images WHERE status = ? ORDER BY id", (OK,))
+        while chunk := rows.fetchmany(batch):
+            ids = np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk))
+            mat = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32).reshape(-1, dim)
             yield ids, mat
 
     def vector_for_path(self, path: str) -> tuple[int, npt.NDArray[np.float32]] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(images.c.id, images.c.vector).where(
-                    images.c.path == path, images.c.status == OK
-                )
-            ).first()
+        with self._snapshot() as cur:
+            row = cur.execute(
+                "SELECT id, vector FROM images WHERE path = ? AND status = ?", (path, OK)
+            ).fetchone()
         if row is None:
             return None
         return row[0], np.frombuffer(row[1], dtype=np.float32).copy()
 
-    def vectors_for_ids(self, ids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(images.c.id, images.c.vector).where(images.c.id.in_(list(ids)))
-            )
-            return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in rows if r[1] is not None}
-
     def info(self, ids: Iterable[int]) -> dict[int, ImageInfo]:
         """Metadata for hit ids that still exist (a concurrent run may have removed some)."""
-        wanted = list(ids)
+        wanted = [int(i) for i in ids]
         if not wanted:
             return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    images.c.id, images.c.path, images.c.width, images.c.height, images.c.taken_at
-                ).where(images.c.id.in_(wanted), images.c.status == OK)
-            )
-            return {r.id: ImageInfo(*r) for r in rows}
+        marks = ",".join("?" * len(wanted))
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                f"SELECT id, path, width, height, taken_at FROM images "
+                f"WHERE status = ? AND id IN ({marks})",
+                [OK, *wanted],
+            ).fetchall()
+        return {r[0]: ImageInfo(*r) for r in rows}
 
     def ids_under(self, folder: str) -> npt.NDArray[np.int64]:
         prefix = folder.rstrip(os.sep) + os.sep
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(images.c.id).where(
-                    images.c.status == OK,
-                    sa.func.substr(images.c.path, 1, len(prefix)) == prefix,
-                )
-            )
-            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                "SELECT id FROM images WHERE status = ? AND substr(path, 1, ?) = ?",
+                (OK, len(prefix), prefix),
+            ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def errors(self) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(images.c.path, images.c.error)
-                .where(images.c.status == ERROR)
-                .order_by(images.c.path)
-            )
-            return [(r[0], r[1] or "") for r in rows]
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                "SELECT path, error FROM images WHERE status = ? ORDER BY path", (ERROR,)
+            ).fetchall()
+        return [(p, r or "") for p, r in rows]
 
     def last_run(self) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).first()
-            return dict(row._mapping) if row else None
+        with self._snapshot() as cur:
+            cur.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
+            row = cur.fetchone()
+            if row is None:
+                return None
+            return dict(zip([d[0] for d in cur.description], row))
 
     # ---- writes (callers hold write_lock) ------------------------------------------------
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sa.Connection]:
+        import sqlalchemy as sa
+
         try:
             with self.engine.begin() as conn:
                 yield conn
@@ -421,7 +411,10 @@ class Library:
             raise _wrap_db_error(self.path, exc) from exc
 
     def _bump(self, conn: sa.Connection) -> None:
-        self._set_meta(conn, generation=self.generation(conn) + 1, updated_at=now())
+        import sqlalchemy as sa
+
+        gen = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'generation'")).scalar()
+        self._set_meta(conn, generation=int(gen or 0) + 1, updated_at=now())
 
     def store(self, done: Sequence[ImageRecord], failed: Sequence[FailedRecord]) -> None:
         """Write one batch in one transaction: a killed run keeps every batch stored before it."""
@@ -430,37 +423,25 @@ class Library:
             for rec in done:
                 vec = np.ascontiguousarray(rec.vector, dtype=np.float32)
                 values = dict(
-                    size=rec.size,
-                    mtime_ns=rec.mtime_ns,
-                    fingerprint=rec.fingerprint,
-                    width=rec.width,
-                    height=rec.height,
-                    taken_at=rec.taken_at,
-                    status=OK,
-                    error=None,
-                    vector=vec.tobytes(),
-                    indexed_at=stamp,
-                )
+                    size=rec.size, mtime_ns=rec.mtime_ns, fingerprint=rec.fingerprint,
+                    width=rec.width, height=rec.height, taken_at=rec.taken_at, status=OK,
+                    error=None, vector=vec.tobytes(), indexed_at=stamp,
+                )  # fmt: skip
                 self._upsert(conn, rec.path, values)
             for fail in failed:
                 values = dict(
-                    size=fail.size,
-                    mtime_ns=fail.mtime_ns,
-                    fingerprint=None,
-                    width=None,
-                    height=None,
-                    taken_at=None,
-                    status=ERROR,
-                    error=fail.reason,
-                    vector=None,
+                    size=fail.size, mtime_ns=fail.mtime_ns, fingerprint=None, width=None,
+                    height=None, taken_at=None, status=ERROR, error=fail.reason, vector=None,
                     indexed_at=stamp,
-                )
+                )  # fmt: skip
                 self._upsert(conn, fail.path, values)
             self._bump(conn)
 
     @staticmethod
     def _upsert(conn: sa.Connection, path: str, values: dict[str, Any]) -> None:
         """Update in place (keeping the id) or insert."""
+        from imgsearch.schema import images
+
         updated = conn.execute(images.update().where(images.c.path == path).values(**values))
         if updated.rowcount == 0:
             conn.execute(images.insert().values(path=path, **values))
@@ -469,6 +450,8 @@ class Library:
         """Re-point rows (id, new_path, size, mtime_ns) at their new paths, keeping the vectors."""
         if not moves:
             return
+        from imgsearch.schema import images
+
         with self._writing() as conn:
             for row_id, new_path, size, mtime_ns in moves:
                 conn.execute(
@@ -484,6 +467,8 @@ class Library:
     def remove(self, ids: Sequence[int]) -> None:
         if not ids:
             return
+        from imgsearch.schema import images
+
         with self._writing() as conn:
             for start in range(0, len(ids), 500):
                 conn.execute(images.delete().where(images.c.id.in_(list(ids[start : start + 500]))))
@@ -492,6 +477,8 @@ class Library:
     def record_run(
         self, started_at: str, roots: Sequence[str], counts: dict[str, int], status: str
     ) -> None:
+        from imgsearch.schema import runs
+
         with self._writing() as conn:
             conn.execute(
                 runs.insert().values(
@@ -500,7 +487,7 @@ class Library:
                     roots="\n".join(roots),
                     status=status,
                     **counts,
-                )
+                )  # fmt: skip
             )
             self._set_meta(conn, last_run_at=now())
 
@@ -510,20 +497,17 @@ class Library:
         rebuild in memory (a writer saves it with `save_vector_index`)."""
         from imgsearch import vectors
 
-        with self.engine.connect() as conn, conn.begin():
-            meta = self.meta(conn)
+        with self._snapshot() as cur:
+            meta = self.meta(cur)
             gen = int(meta.get("generation", "0"))
             if self._index_cache and self._index_cache[0] == gen:
                 return self._index_cache[1]
-            index = vectors.load(self.path, meta, conn=conn, library=self)
+            index = vectors.load(self.path, meta, cur)
             if index is None:
                 index = vectors.build(
-                    self.vectors(conn),
-                    dim=int(meta.get("dim", "0") or 0),
-                    exact_max=exact_max,
-                    hnsw_m=hnsw_m,
-                    hnsw_ef_search=hnsw_ef_search,
-                )
+                    self.vectors(cur), dim=int(meta.get("dim", "0") or 0), exact_max=exact_max,
+                    hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
+                )  # fmt: skip
         self._index_cache = (gen, index)
         return index
 
@@ -531,18 +515,16 @@ class Library:
         """Rebuild the FAISS file from SQLite and swap it in atomically (writer only)."""
         from imgsearch import vectors
 
-        with self.engine.connect() as conn, conn.begin():
-            meta = self.meta(conn)
+        with self._snapshot() as cur:
+            meta = self.meta(cur)
             gen = int(meta.get("generation", "0"))
-            if vectors.load(self.path, meta, conn=conn, library=self) is not None:
-                return
+            name = meta.get("faiss_file")
+            if name and meta.get("faiss_generation") == str(gen) and (self.path / name).is_file():
+                return  # nothing changed since the file was written
             index = vectors.build(
-                self.vectors(conn),
-                dim=int(meta.get("dim", "0") or 0),
-                exact_max=exact_max,
-                hnsw_m=hnsw_m,
-                hnsw_ef_search=hnsw_ef_search,
-            )
+                self.vectors(cur), dim=int(meta.get("dim", "0") or 0), exact_max=exact_max,
+                hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
+            )  # fmt: skip
         try:
             name = vectors.save(self.path, index, gen)
         except OSError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
-    import sqlalchemy as sa
+    import sqlite3
 
-    from imgsearch.library import Library
+    import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 FILE_RE = re.compile(r"^vectors-(\d+)\.faiss$")
@@ -139,27 +139,21 @@ def remove_stale_files(folder: Path, keep: str) -> None:
             entry.unlink(missing_ok=True)
 
 
-def load(
-    folder: Path, meta: dict[str, str], *, conn: sa.Connection, library: Library
-) -> VectorIndex | None:
+def load(folder: Path, meta: dict[str, str], cur: sqlite3.Cursor) -> VectorIndex | None:
     """The saved index if it matches SQLite (generation, count, spot-checked vectors), else None."""
     import faiss
-    import sqlalchemy as sa
-
-    from imgsearch.library import OK, images
 
     name = meta.get("faiss_file")
     if not name or meta.get("faiss_generation") != meta.get("generation", "0"):
         return None
     path = folder / name
     try:
-        index = faiss.read_index(str(path))
+        # mmap: a 100k-image index opens in milliseconds instead of being copied into memory
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
     except (RuntimeError, OSError) as exc:
         log.warning("FAISS file %s unreadable (%s); rebuilding from SQLite", path, exc)
         return None
-    count = conn.execute(
-        sa.select(sa.func.count()).select_from(images).where(images.c.status == OK)
-    ).scalar_one()
+    count = cur.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
     if index.ntotal != count or str(index.ntotal) != meta.get("faiss_count"):
         log.warning(
             "FAISS file %s has %d vectors, SQLite %d; rebuilding", path, index.ntotal, count
@@ -167,32 +161,19 @@ def load(
         return None
     if not isinstance(index, faiss.IndexIDMap2):  # read_index returns the concrete, owning type
         return None
-    if count:
-        import random
-
-        offsets = sorted({0, count - 1, random.randrange(count)})
-        sample = []
-        for offset in offsets:  # ids via the status index; only three vectors are read
-            row_id = conn.execute(
-                sa.select(images.c.id)
-                .where(images.c.status == OK)
-                .order_by(images.c.id)
-                .limit(1)
-                .offset(offset)
-            ).scalar_one()
-            blob = conn.execute(
-                sa.select(images.c.vector).where(images.c.id == row_id)
-            ).scalar_one()
-            sample.append((row_id, blob))
-        for row_id, blob in sample:
-            try:
-                stored = index.reconstruct(int(row_id))
-            except RuntimeError:
-                return None
-            if not np.allclose(stored, np.frombuffer(blob, dtype=np.float32), atol=1e-6):
-                log.warning(
-                    "FAISS file %s disagrees with SQLite for id %d; rebuilding", path, row_id
-                )
-                return None
+    # Spot-check three stored vectors (first, last, one at random) against the file.
+    offsets = sorted({0, count - 1, random.randrange(count)}) if count else []
+    for offset in offsets:
+        row_id, blob = cur.execute(
+            "SELECT id, vector FROM images WHERE status = 'ok' ORDER BY id LIMIT 1 OFFSET ?",
+            (offset,),
+        ).fetchone()
+        try:
+            stored = index.reconstruct(int(row_id))
+        except RuntimeError:
+            return None
+        if not np.allclose(stored, np.frombuffer(blob, dtype=np.float32), atol=1e-6):
+            log.warning("FAISS file %s disagrees with SQLite for id %d; rebuilding", path, row_id)
+            return None
     inner = faiss.downcast_index(index.index)
     return VectorIndex(index, "hnsw" if hasattr(inner, "hnsw") else "flat")
