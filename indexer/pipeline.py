@@ -88,10 +88,19 @@ def choose_model(library: Library, settings: Settings, *, explicit: bool) -> tup
     return name, weights
 
 
-def plan(library: Library, roots: Sequence[str], entries: Sequence[FileEntry]) -> Plan:
-    """Compare a scan with the stored rows under the same roots."""
+def plan(
+    library: Library,
+    roots: Sequence[str],
+    entries: Sequence[FileEntry],
+    unreadable: Sequence[str] = (),
+) -> Plan:
+    """Compare a scan with the stored rows under the same roots.
+
+    `unreadable` paths were seen by the walk but could not be taken (their errors are stored
+    separately); they are not treated as deleted.
+    """
     known = library.known_files(under=roots)
-    seen: set[str] = set()
+    seen: set[str] = set(unreadable)
     new: list[FileEntry] = []
     to_embed: list[tuple[FileEntry, bool]] = []
     unchanged = 0
@@ -192,8 +201,12 @@ def run(
         if on_skip:
             on_skip(path, reason)
 
+    walk_failures: list[FailedRecord] = []
+
     def walk_skip(s: WalkSkip) -> None:
         skip(s.path, s.reason)
+        size, mtime = _stat(s.path)
+        walk_failures.append(FailedRecord(s.path, size, mtime, s.reason))
 
     entries = list(
         scan(
@@ -203,7 +216,9 @@ def run(
             on_skip=walk_skip,
         )
     )
-    todo = plan(library, roots, entries)
+    todo = plan(library, roots, entries, [f.path for f in walk_failures])
+    if walk_failures:
+        library.store([], walk_failures)
     result.unchanged = todo.unchanged
     library.move(todo.moves)
     result.moved = len(todo.moves)

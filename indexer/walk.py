@@ -1,0 +1,352 @@
+"""Roots -> FileEntry: find image files fast (one stat per image), safely and in a stable order."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from imgsearch.errors import ImgsearchError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+    | {".heic", ".heif", ".avif"}
+)
+
+# Folders that NAS boxes, Windows, Linux and macOS fill with thumbnails or deleted files.
+SYSTEM_FOLDERS: frozenset[str] = frozenset(
+    name.casefold()
+    for name in (
+        "@eaDir",
+        "@Recycle",
+        "@Recently-Snapshot",
+        "#recycle",
+        "#snapshot",
+        "$RECYCLE.BIN",
+        "System Volume Information",
+        "lost+found",
+    )
+)
+
+SNIFF_BYTES = 32
+FINGERPRINT_CHUNK = 64 * 1024
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """An image file as the walk saw it; `path` is absolute but symlinks are kept, not resolved."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class WalkSkip:
+    """Something the walk could not look into, with a reason a user can act on."""
+
+    path: str
+    reason: str
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Name the supported image format from a file's first bytes, or None: content, not name."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "BMP"
+    if head[4:8] == b"ftyp":
+        brands = {head[i : i + 4] for i in range(8, min(len(head), 32) - 3, 4)} - {head[12:16]}
+        if brands & _AVIF_BRANDS:
+            return "AVIF"
+        if brands & _HEIF_BRANDS:
+            return "HEIF"
+    return None
+
+
+_UNSUPPORTED_MAGIC = (
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    (b"8BPS", "Photoshop PSD"),
+    (b"%PDF", "PDF"),
+    (b"%!PS", "PostScript"),
+    (b"\xc5\xd0\xd3\xc6", "PostScript"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+
+
+def sniff_unsupported(head: bytes) -> str | None:
+    """Name a known format we do not index (for a precise skip reason), or None."""
+    for magic, name in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[4:8] == b"ftyp":
+        return f"ISO media file (brand {head[8:12].decode('latin-1').strip()!r})"
+    return None
+
+
+def is_system_name(name: str) -> bool:
+    """True for hidden names and system/trash folders that hold no user photos."""
+    return name.startswith(".") or name.casefold() in SYSTEM_FOLDERS
+
+
+def fingerprint_fd(fd: int, size: int) -> str:
+    """Partial content hash of an open file (size + first and last 64 KiB), without seeking."""
+    digest = hashlib.blake2b(size.to_bytes(8, "little"), digest_size=16)
+    if size <= 2 * FINGERPRINT_CHUNK:
+        digest.update(os.pread(fd, size, 0))
+    else:
+        digest.update(os.pread(fd, FINGERPRINT_CHUNK, 0))
+        digest.update(os.pread(fd, FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
+    return digest.hexdigest()
+
+
+def fingerprint(path: str, size: int) -> str:
+    """Partial content hash for move detection: a renamed file keeps it, an edit changes it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return fingerprint_fd(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _sniff_path(path: str) -> str | None:
+    """Read at most SNIFF_BYTES without blocking (the caller checked it is a regular file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return sniff_format(os.read(fd, SNIFF_BYTES))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _wanted_by_name(name: str) -> bool | None:
+    """True: image extension; False: other extension (never opened); None: no extension, sniff."""
+    ext = os.path.splitext(name)[1]
+    if not ext:
+        return None
+    return ext.lower() in IMAGE_EXTENSIONS
+
+
+def describe_file_type(mode: int) -> str:
+    """'named pipe', 'socket', ... for messages about files that are not regular."""
+    for test, word in (
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "folder"),
+    ):
+        if test(mode):
+            return word
+    return "special file"
+
+
+def _os_reason(exc: OSError, what: str) -> str:
+    """A short reason for a failed stat/scandir: specific for the usual errno values."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if exc.errno == 40:  # ELOOP
+        return "symbolic link loop"
+    if isinstance(exc, FileNotFoundError):
+        return f"{what} disappeared during the scan"
+    return f"cannot read {what}: {exc.strerror or exc}"
+
+
+def _link_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "broken symbolic link (its target does not exist)"
+    return _os_reason(exc, "symbolic link target")
+
+
+def _check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[tuple[str, os.stat_result]]:
+    """Stat every root before anything is yielded, so a typo fails fast and names the root."""
+    checked = []
+    for root in roots:
+        path = os.path.abspath(os.fspath(root))
+        try:
+            checked.append((path, os.stat(path)))
+        except FileNotFoundError:
+            raise ImgsearchError(f"{root}: no such file or folder") from None
+        except OSError as exc:
+            raise ImgsearchError(f"{root}: {_os_reason(exc, 'root')}") from exc
+    return checked
+
+
+def scan(
+    roots: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    skip_hidden: bool = True,
+    follow_symlinks: bool = True,
+    on_skip: Callable[[WalkSkip], None] | None = None,
+) -> Iterator[FileEntry]:
+    """Yield each image file under `roots` once, in sorted order; roots are checked right away.
+
+    Symlinks given as roots are always followed; below them `follow_symlinks` decides.
+    Problems below a root are reported to `on_skip` and the walk goes on.
+    """
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    checked = _check_roots(roots)
+    return _Walker(skip_hidden, follow_symlinks, on_skip or (lambda skip: None)).run(checked)
+
+
+class _Walker:
+    """One scan's state: directories and files already seen, keyed by (st_dev, st_ino)."""
+
+    def __init__(
+        self, skip_hidden: bool, follow_symlinks: bool, on_skip: Callable[[WalkSkip], None]
+    ) -> None:
+        self.skip_hidden = skip_hidden
+        self.follow_symlinks = follow_symlinks
+        self.on_skip = on_skip
+        self.seen_dirs: set[tuple[int, int]] = set()
+        self.seen_files: set[tuple[int, int]] = set()
+
+    def run(self, roots: list[tuple[str, os.stat_result]]) -> Iterator[FileEntry]:
+        for path, st in roots:
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) not in self.seen_dirs:  # e.g. a root inside another
+                    yield from self._walk_tree(path, st)
+            elif not stat.S_ISREG(st.st_mode):
+                self._skip(path, f"not a regular file ({describe_file_type(st.st_mode)})")
+            elif _wanted_by_name(os.path.basename(path)) is False:
+                self._skip(path, "not an image file (unsupported extension)")
+            else:
+                entry = self._file(path, os.path.basename(path), st)
+                if entry is not None:
+                    yield entry
+
+    def _walk_tree(self, root: str, st: os.stat_result) -> Iterator[FileEntry]:
+        """Depth-first over sorted names with an explicit stack (no recursion limit)."""
+        self.seen_dirs.add((st.st_dev, st.st_ino))
+        stack = [(root, (st.st_dev, st.st_ino), self._list(root))]
+        on_stack = {(st.st_dev, st.st_ino)}
+        while stack:
+            entry = next(stack[-1][2], None)
+            if entry is None:
+                on_stack.discard(stack.pop()[1])
+                continue
+            if self.skip_hidden and is_system_name(entry.name):
+                continue
+            is_link = entry.is_symlink()
+            if is_link and not self.follow_symlinks:
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                key = self._enter_dir(entry, is_link, on_stack)
+                if key is not None:
+                    stack.append((entry.path, key, self._list(entry.path)))
+                    on_stack.add(key)
+                continue
+            found = self._file_entry(entry, is_link)
+            if found is not None:
+                yield found
+
+    def _skip(self, path: str, reason: str) -> None:
+        self.on_skip(WalkSkip(path, reason))
+
+    @staticmethod
+    def _special_reason(entry: os.DirEntry[str]) -> str:
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError:
+            return "not a regular file"
+        return f"not a regular file ({describe_file_type(mode)})"
+
+    def _list(self, path: str) -> Iterator[os.DirEntry[str]]:
+        """Sorted directory entries; an unreadable folder is reported and treated as empty."""
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.on_skip(WalkSkip(path, _os_reason(exc, "folder")))
+            return iter(())
+        return iter(entries)
+
+    def _enter_dir(
+        self, entry: os.DirEntry[str], is_link: bool, on_stack: set[tuple[int, int]]
+    ) -> tuple[int, int] | None:
+        """The folder's (dev, ino) if it is new; loops are reported, repeats skipped quietly."""
+        try:
+            st = entry.stat()
+        except OSError as exc:
+            self.on_skip(
+                WalkSkip(entry.path, _link_reason(exc) if is_link else _os_reason(exc, "folder"))
+            )
+            return None
+        key = (st.st_dev, st.st_ino)
+        if key in on_stack:
+            self.on_skip(
+                WalkSkip(entry.path, "symbolic link loop (points to a folder containing it)")
+            )
+            return None
+        if key in self.seen_dirs:
+            return None
+        self.seen_dirs.add(key)
+        return key
+
+    def _file_entry(self, entry: os.DirEntry[str], is_link: bool) -> FileEntry | None:
+        """Stat only names that may be images; specials (FIFO, socket, device) are never opened."""
+        wanted = _wanted_by_name(entry.name)
+        if wanted is False:
+            return None
+        if not is_link:
+            try:
+                regular = entry.is_file(follow_symlinks=False)
+            except OSError:
+                regular = False
+            if not regular:
+                if wanted:  # d_type says FIFO/socket/device: lstat names it, nothing is opened
+                    self._skip(entry.path, self._special_reason(entry))
+                return None
+        try:
+            st = entry.stat()
+        except OSError as exc:
+            self.on_skip(
+                WalkSkip(entry.path, _link_reason(exc) if is_link else _os_reason(exc, "file"))
+            )
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            if wanted:
+                self.on_skip(
+                    WalkSkip(entry.path, f"not a regular file ({describe_file_type(st.st_mode)})")
+                )
+            return None
+        return self._file(entry.path, entry.name, st)
+
+    def _file(self, path: str, name: str, st: os.stat_result) -> FileEntry | None:
+        """A FileEntry for a regular image file not seen yet (hard link/symlink: first wins)."""
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        wanted = _wanted_by_name(name)
+        if wanted is False or (wanted is None and _sniff_path(path) is None):
+            return None
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen_files:
+            return None
+        self.seen_files.add(key)
+        return FileEntry(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns)
