@@ -164,6 +164,7 @@ def index(
                 load_encoder=load,
                 on_progress=progress.update if progress else None,
                 on_skip=lambda path, reason: warn(f"skipping {path}: {reason}"),
+                on_status=None if quiet else warn,
             )
         finally:
             if progress:
@@ -173,7 +174,7 @@ def index(
 
 
 def _summary(result: Any) -> str:
-    rate = result.embedded / result.seconds if result.seconds > 0 and result.embedded else 0.0
+    rate = result.embedded / result.embed_seconds if result.embed_seconds > 0 else 0.0
     parts = [
         f"{result.added} added",
         f"{result.updated} updated",
@@ -184,7 +185,7 @@ def _summary(result: Any) -> str:
     ]
     text = f"done in {result.seconds:.1f} s"
     if rate:
-        text += f" ({rate:.1f} images/s)"
+        text += f" (embedding {rate:.1f} images/s)"
     text += ": " + ", ".join(parts)
     if result.skipped:
         reasons = Counter(reason for _, reason in result.skipped)
@@ -220,7 +221,7 @@ def _searcher(ctx: click.Context, library: str | None, **flags: Any) -> Any:
     from imgsearch.search import Searcher
 
     settings = settings_from(ctx, library=library, **flags)
-    return Searcher(settings.library_path, settings=settings)
+    return Searcher(settings.library_path, settings=settings, one_shot=True)
 
 
 @cli.command()

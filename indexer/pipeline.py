@@ -42,6 +42,7 @@ class IndexResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     embedded: int = 0
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # decode + embed + store, after the model loaded
 
     def counts(self) -> dict[str, int]:
         return dict(
@@ -190,6 +191,7 @@ def run(
     load_encoder: Callable[[], Encoder],
     on_progress: Callable[[Progress], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> IndexResult:
     """Index `roots` into `library` (caller holds the write lock)."""
     started, t0 = now(), time.perf_counter()
@@ -238,7 +240,7 @@ def run(
             hnsw_ef_search=settings.hnsw_ef_search,
         )
         if encoder is not None:
-            _export_text_encoder(library, encoder)
+            _export_text_encoder(library, encoder, on_status)
         status = "ok"
     finally:
         result.seconds = time.perf_counter() - t0
@@ -267,6 +269,7 @@ def _embed_all(
     else:
         library.check_model(encoder.spec)
     spec = encoder.spec.preprocess
+    started = time.perf_counter()
     workers = settings.workers or (os.cpu_count() or 1)
     batch_size = settings.batch_size
     done_recs: list[ImageRecord] = []
@@ -324,6 +327,7 @@ def _embed_all(
             flush()
     if done_recs or failed:
         flush()
+    result.embed_seconds = time.perf_counter() - started
     return encoder
 
 
@@ -348,7 +352,9 @@ def _stat(path: str) -> tuple[int, int]:
         return 0, 0
 
 
-def _export_text_encoder(library: Library, encoder: Encoder) -> None:
+def _export_text_encoder(
+    library: Library, encoder: Encoder, on_status: Callable[[str], None] | None = None
+) -> None:
     """Export the text tower once so later queries need no torch (see imgsearch.textonnx)."""
     from imgsearch.library import TEXT_ENCODER_DIR
 
@@ -359,6 +365,8 @@ def _export_text_encoder(library: Library, encoder: Encoder) -> None:
     dest = library.path / TEXT_ENCODER_DIR
     if textonnx.exported(dest):
         return
+    if on_status:
+        on_status("exporting the text encoder (once per library, for fast queries) ...")
     try:
         textonnx.export_text_encoder(encoder.model, encoder.tokenizer, dest)
     except NotImplementedError as exc:

@@ -32,3 +32,14 @@ def test_importing_the_package_is_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_text_query_needs_neither_torch_nor_sqlalchemy(run, tiny_model, pictures, isolated_env):
+    """A cold `imgsearch query` runs on the exported ONNX text tower and stdlib sqlite3."""
+    run("index", pictures[0].parent, "--model", tiny_model)
+    assert (isolated_env / "text-encoder" / "manifest.json").is_file()
+    code = PROBE.format(args=["query", "a dog", "--library", str(isolated_env), "--json"])
+    code += "heavy += [m for m in ('sqlalchemy', 'alembic') if m in sys.modules]\nprint(heavy)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second = out.stdout.strip().splitlines()[-2:]
+    assert first == "0 []" and second == "[]", out.stdout + out.stderr
