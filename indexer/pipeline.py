@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgsearch.library import ERROR, OK, FailedRecord, ImageRecord, KnownFile, Library, now
+from imgsearch.library import (
+    ERROR,
+    OK,
+    TEXT_ENCODER_DIR,
+    FailedRecord,
+    ImageRecord,
+    KnownFile,
+    Library,
+    now,
+)
 from indexer.decode import Decoded, DecodeFailed, decode
 from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
 
@@ -240,7 +249,9 @@ def run(
             hnsw_ef_search=settings.hnsw_ef_search,
         )
         if encoder is not None:
-            _export_text_encoder(library, encoder, on_status)
+            from imgsearch.exports import install_text_encoder
+
+            install_text_encoder(library.path / TEXT_ENCODER_DIR, encoder, on_status)
         status = "ok"
     finally:
         result.seconds = time.perf_counter() - t0
@@ -350,29 +361,6 @@ def _stat(path: str) -> tuple[int, int]:
         return st.st_size, st.st_mtime_ns
     except OSError:
         return 0, 0
-
-
-def _export_text_encoder(
-    library: Library, encoder: Encoder, on_status: Callable[[str], None] | None = None
-) -> None:
-    """Export the text tower once so later queries need no torch (see imgsearch.textonnx)."""
-    from imgsearch.library import TEXT_ENCODER_DIR
-
-    try:
-        from imgsearch import textonnx
-    except ImportError:
-        return
-    dest = library.path / TEXT_ENCODER_DIR
-    if textonnx.exported(dest):
-        return
-    if on_status:
-        on_status("exporting the text encoder (once per library, for fast queries) ...")
-    try:
-        textonnx.export_text_encoder(encoder.model, encoder.tokenizer, dest)
-    except NotImplementedError as exc:
-        log.info("text encoder not exported (%s); queries will use torch", exc)
-    except Exception as exc:  # a failed export only costs query speed
-        log.warning("could not export the text encoder to %s: %s", dest, exc)
 
 
 __all__ = ["ERROR", "IndexResult", "Plan", "Progress", "decoded_stream", "plan", "run"]

@@ -17,14 +17,21 @@ from imgsearch.cli import cli
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One XDG cache for the session: text-encoder exports are made once per model."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Path:
     """Each test gets its own library, config and data dirs; the user's are never touched."""
     for key in list(os.environ):
         if key.startswith("IMGSEARCH_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
     library = tmp_path / "library"
     monkeypatch.setenv("IMGSEARCH_LIBRARY", str(library))
     monkeypatch.setenv("IMGSEARCH_WORKERS", "1")

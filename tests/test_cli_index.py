@@ -155,3 +155,19 @@ def test_different_model_is_refused_with_the_way_out(
 def test_missing_root_is_a_clear_error(run, tiny_model, tmp_path):
     result = index(run, tmp_path / "nope", "--model", tiny_model, code=1)
     assert "nope" in result.stderr and "no such file" in result.stderr.lower()
+
+
+def test_text_encoder_export_is_made_once_per_model(run, tiny_model, tmp_path, session_cache):
+    make_pictures(tmp_path / "a", 2, seed=1)
+    run("index", tmp_path / "a", "--model", tiny_model, "--library", tmp_path / "lib1")
+    run("index", tmp_path / "a", "--model", tiny_model, "--library", tmp_path / "lib2")
+    exports = list((session_cache / "imgsearch" / "text-encoders").iterdir())
+    assert len(exports) >= 1
+    one = tmp_path / "lib1" / "text-encoder" / "text_encoder.onnx.data"
+    two = tmp_path / "lib2" / "text-encoder" / "text_encoder.onnx.data"
+    assert one.stat().st_ino == two.stat().st_ino  # both link the one cached export
+    # a library keeps working when the cache is wiped
+    import shutil
+
+    shutil.rmtree(session_cache / "imgsearch")
+    assert hits(run("query", "x", "--json", "--library", tmp_path / "lib1"))
