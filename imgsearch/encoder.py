@@ -144,12 +144,19 @@ class Encoder:
     def dim(self) -> int:
         return self.spec.dim
 
-    def embed_pixels(self, pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """(N, H, W, 3) uint8 model inputs (see indexer.decode) -> (N, dim) vectors."""
+    def embed_pixels(self, pixels: Any) -> npt.NDArray[np.float32]:
+        """(N, H, W, 3) uint8 model inputs -> (N, dim) vectors.
+
+        `pixels` is a numpy array (CPU decode, see indexer.decode) or a torch tensor that may
+        already sit on the model's device (GPU decode, see indexer.gpudecode).
+        """
         import torch
 
         with torch.inference_mode():
-            batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+            if isinstance(pixels, torch.Tensor):
+                batch = pixels.to(self.device, non_blocking=True)
+            else:
+                batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
             batch = batch.permute(0, 3, 1, 2).float().sub_(self._mean).div_(self._std)
             feats = self.model.encode_image(batch.to(self.dtype))
             return _normalize(feats)

@@ -90,3 +90,16 @@ def test_cpu_device_and_bad_device():
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="CUDA is not available"):
             load_encoder("ViT-B-32", "none", "cuda")
+
+
+def test_embed_pixels_takes_numpy_or_tensor(tiny_model):
+    import numpy as np
+
+    enc = load_encoder(tiny_model, "")
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    a = enc.embed_pixels(pixels)
+    b = enc.embed_pixels(torch.from_numpy(pixels))
+    assert a.shape == (3, 32) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-6)
