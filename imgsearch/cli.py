@@ -107,6 +107,11 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per model call.")
 @click.option("--workers", type=click.IntRange(min=0), help="Decode processes (0 = one per core).")
+@click.option(
+    "--decode",
+    type=click.Choice(config_mod.DECODE_MODES),
+    help="Decode JPEGs on the cpu, the gpu, or auto (gpu with a CUDA model).",
+)
 @click.option("--wait", is_flag=True, help="Wait for another run on the same library to finish.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
@@ -119,6 +124,7 @@ def index(
     device: str | None,
     batch_size: int | None,
     workers: int | None,
+    decode: str | None,
     wait: bool,
     quiet: bool,
 ) -> None:
@@ -143,6 +149,7 @@ def index(
         device=device,
         batch_size=batch_size,
         workers=workers,
+        decode=decode,
     )
     lib = Library.open(settings.library_path, create=True)
     with lib, lib.write_lock(wait=wait):

@@ -30,6 +30,7 @@ class Settings:
     pretrained: str
     device: str
     batch_size: int
+    decode: str
     workers: int
     max_pixels: int
     skip_hidden: bool
@@ -52,6 +53,7 @@ class Settings:
 
 
 TEMPLATE_MODES = ("none", "photo", "ensemble")
+DECODE_MODES = ("auto", "cpu", "gpu")
 
 
 def packaged_config_path() -> Path:

@@ -14,10 +14,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgsearch.errors import ImgsearchError
 from imgsearch.library import (
     ERROR,
     OK,
@@ -28,13 +29,16 @@ from imgsearch.library import (
     Library,
     now,
 )
+from indexer import gpudecode
 from indexer.decode import Decoded, DecodeFailed, decode
+from indexer.gpudecode import JpegPayload, prepare
 from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
 
 if TYPE_CHECKING:
     from imgsearch.config import Settings
     from imgsearch.encoder import Encoder
     from imgsearch.modelspec import PreprocessSpec
+    from indexer.gpudecode import DeviceDecoder
 
 log = logging.getLogger(__name__)
 
@@ -164,25 +168,42 @@ def _decode_chunk(
     return [decode(p, spec, max_pixels=max_pixels) for p in paths]
 
 
+def _prepare_chunk(
+    paths: Sequence[str], spec: PreprocessSpec, max_pixels: int
+) -> list[JpegPayload | Decoded | DecodeFailed]:
+    """GPU decoding: workers only read JPEG bytes and headers (other files decode here)."""
+    return [prepare(p, spec, max_pixels=max_pixels) for p in paths]
+
+
 def decoded_stream(
-    paths: Sequence[str], spec: PreprocessSpec, *, workers: int, max_pixels: int, lookahead: int
-) -> Iterator[Decoded | DecodeFailed]:
-    """Decode in a process pool, in order, at most `lookahead` images in flight (flat memory)."""
+    paths: Sequence[str],
+    spec: PreprocessSpec,
+    *,
+    workers: int,
+    max_pixels: int,
+    lookahead: int,
+    for_device: bool = False,
+) -> Iterator[Decoded | DecodeFailed | JpegPayload]:
+    """Decode in a process pool, in order, at most `lookahead` images in flight (flat memory).
+
+    With `for_device`, JPEGs come back as raw payloads for indexer.gpudecode.DeviceDecoder.
+    """
+    work = _prepare_chunk if for_device else _decode_chunk
     if workers <= 1 and len(paths) < 8:
         for p in paths:
-            yield decode(p, spec, max_pixels=max_pixels)
+            yield from work([p], spec, max_pixels)
         return
-    chunk = 4
+    chunk = 16 if for_device else 4  # prepare costs ~1 ms a file: amortise the pickling
     # forkserver: workers never inherit torch's threads or a half-held lock from this process.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["indexer.decode"])
-    pending: deque[Future[list[Decoded | DecodeFailed]]] = deque()
+    ctx.set_forkserver_preload(["indexer.gpudecode" if for_device else "indexer.decode"])
+    pending: deque[Future[list[Any]]] = deque()
     chunks = (paths[i : i + chunk] for i in range(0, len(paths), chunk))
     max_pending = max(2 * workers, lookahead // chunk)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         try:
             for part in chunks:
-                pending.append(pool.submit(_decode_chunk, part, spec, max_pixels))
+                pending.append(pool.submit(work, part, spec, max_pixels))
                 if len(pending) >= max_pending:
                     yield from pending.popleft().result()
             while pending:
@@ -190,6 +211,27 @@ def decoded_stream(
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def device_decoder(settings: Settings, encoder: Encoder) -> DeviceDecoder | None:
+    """The GPU JPEG decoder when settings and hardware allow it, else None (CPU workers)."""
+    spec = encoder.spec.preprocess
+    wanted = settings.decode == "gpu" or (
+        settings.decode == "auto" and encoder.device.startswith("cuda")
+    )
+    if not wanted:
+        return None
+    if not gpudecode.device_supported(spec):
+        log.warning("GPU decoding does not support this model's preprocessing; decoding on CPU")
+        return None
+    dev = encoder.device if encoder.device.startswith("cuda") else "cpu"
+    decoder = gpudecode.DeviceDecoder(spec, dev)
+    try:
+        decoder.probe()
+    except ImgsearchError as err:
+        log.warning("%s", err)
+        return None
+    return decoder
 
 
 def run(
@@ -283,17 +325,38 @@ def _embed_all(
     started = time.perf_counter()
     workers = settings.workers or (os.cpu_count() or 1)
     batch_size = settings.batch_size
+    on_device = device_decoder(settings, encoder)
     done_recs: list[ImageRecord] = []
     pixels: list[np.ndarray] = []
+    payloads: list[JpegPayload] = []
     failed: list[FailedRecord] = []
     done = 0
+
+    def fail(item: DecodeFailed) -> None:
+        nonlocal done
+        if not os.path.lexists(item.path):
+            done += 1  # vanished since the walk: nothing to record
+            return
+        skip(item.path, item.reason)
+        size, mtime = _stat(item.path)
+        failed.append(FailedRecord(item.path, size, mtime, item.reason))
 
     def flush() -> None:
         nonlocal done
         records: list[ImageRecord] = []
+        if payloads:
+            assert on_device is not None
+            tensor, results = on_device(payloads)
+            decoded = [r for r in results if isinstance(r, Decoded)]
+            for r in results:
+                if isinstance(r, DecodeFailed):
+                    fail(r)
+            if decoded:
+                vectors = encoder.embed_pixels(tensor)
+                records += [_record(r, v) for r, v in zip(decoded, vectors)]
         if done_recs:
             vectors = encoder.embed_pixels(np.stack(pixels))
-            records = [_with_vector(r, v) for r, v in zip(done_recs, vectors)]
+            records += [_with_vector(r, v) for r, v in zip(done_recs, vectors)]
         library.store(records, failed)
         for rec in records:
             if is_update[rec.path]:
@@ -301,45 +364,41 @@ def _embed_all(
             else:
                 result.added += 1
         result.embedded += len(records)
-        done += len(done_recs) + len(failed)
+        done += len(records) + len(failed)
         done_recs.clear()
         pixels.clear()
+        payloads.clear()
         failed.clear()
         if on_progress:
             on_progress(Progress(done, len(work), len(result.skipped)))
 
     paths = [e.path for e, _ in work]
     stream = decoded_stream(
-        paths, spec, workers=workers, max_pixels=settings.max_pixels, lookahead=3 * batch_size
-    )
+        paths, spec, workers=workers, max_pixels=settings.max_pixels, lookahead=3 * batch_size,
+        for_device=on_device is not None,
+    )  # fmt: skip
     for item in stream:
         if isinstance(item, DecodeFailed):
-            if not os.path.lexists(item.path):
-                done += 1  # vanished since the walk: nothing to record
-                continue
-            skip(item.path, item.reason)
-            size, mtime = _stat(item.path)
-            failed.append(FailedRecord(item.path, size, mtime, item.reason))
+            fail(item)
+        elif isinstance(item, JpegPayload):
+            payloads.append(item)
         else:
-            done_recs.append(
-                ImageRecord(
-                    path=item.path,
-                    size=item.size,
-                    mtime_ns=item.mtime_ns,
-                    fingerprint=item.fingerprint,
-                    width=item.width,
-                    height=item.height,
-                    taken_at=item.taken_at,
-                    vector=np.empty(0, np.float32),
-                )
-            )
+            done_recs.append(_record(item, np.empty(0, np.float32)))
             pixels.append(item.pixels)
-        if len(done_recs) >= batch_size or len(failed) >= batch_size:
+        if len(done_recs) + len(payloads) >= batch_size or len(failed) >= batch_size:
             flush()
-    if done_recs or failed:
+    if done_recs or payloads or failed:
         flush()
     result.embed_seconds = time.perf_counter() - started
     return encoder
+
+
+def _record(item: Decoded, vector: np.ndarray) -> ImageRecord:
+    return ImageRecord(
+        path=item.path, size=item.size, mtime_ns=item.mtime_ns, fingerprint=item.fingerprint,
+        width=item.width, height=item.height, taken_at=item.taken_at,
+        vector=np.asarray(vector, dtype=np.float32),
+    )  # fmt: skip
 
 
 def _with_vector(rec: ImageRecord, vector: np.ndarray) -> ImageRecord:

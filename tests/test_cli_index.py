@@ -171,3 +171,24 @@ def test_text_encoder_export_is_made_once_per_model(run, tiny_model, tmp_path, s
 
     shutil.rmtree(session_cache / "imgsearch")
     assert hits(run("query", "x", "--json", "--library", tmp_path / "lib1"))
+
+
+def test_gpu_decode_path_indexes_like_the_cpu_path(run, tiny_model, tmp_path, photos):
+    """--decode gpu runs indexer.gpudecode (decode_jpeg) on the model's device; on a CPU-only
+    machine that is the CPU, so the path is exercised here and must agree with CPU decoding."""
+    import shutil
+
+    src = sorted((photos / "imagenet-500").glob("*.JPEG"))[:10]
+    folder = tmp_path / "jpegs"
+    folder.mkdir()
+    for p in src:
+        shutil.copyfile(p, folder / p.name)
+    (folder / "broken.jpg").write_bytes(src[0].read_bytes()[:2000])
+    cpu, gpu = tmp_path / "cpu-lib", tmp_path / "gpu-lib"
+    run("index", folder, "--model", tiny_model, "--library", cpu, "--decode", "cpu")
+    result = run("index", folder, "--model", tiny_model, "--library", gpu, "--decode", "gpu")
+    assert "10 added" in result.stderr and "1 skipped" in result.stderr
+    a, b = stored_vectors(cpu), stored_vectors(gpu)
+    assert set(a) == set(b) == {str(folder / p.name) for p in src}
+    for path in a:
+        assert float(a[path][1] @ b[path][1]) > 0.999, path
