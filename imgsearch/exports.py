@@ -7,12 +7,14 @@ A library folder stays self-contained: it holds its own links to the files.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,28 +60,53 @@ def _link_tree(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def install_text_encoder(
-    dest: Path, encoder: Encoder, on_status: Callable[[str], None] | None = None
-) -> bool:
-    """Make sure `dest` holds an ONNX export of the encoder's text tower; False if unsupported."""
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def installed(dest: Path) -> bool:
+    """Does `dest` hold a complete export (cheap: reads the manifest only)?"""
     try:
         from imgsearch import textonnx
     except ImportError:
         return False
+    return textonnx.exported(dest)
+
+
+def install_text_encoder(
+    dest: Path, encoder: Encoder, on_status: Callable[[str], None] | None = None
+) -> str:
+    """Make sure `dest` holds an ONNX export of the encoder's text tower.
+
+    Returns "ok", "unsupported" (this model's text tower cannot be exported; queries use
+    torch) or "failed" (worth trying again on a later run).
+    """
+    try:
+        from imgsearch import textonnx
+    except ImportError:
+        return "unsupported"
     if textonnx.exported(dest):
-        return True
+        return "ok"
     cached = cache_root() / model_key(encoder)
     try:
-        if not textonnx.exported(cached):
-            if on_status:
-                on_status("exporting the text encoder (once per model, for fast queries) ...")
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            textonnx.export_text_encoder(encoder.model, encoder.tokenizer, cached)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        # Runs into different libraries share the cache: one exports, the others wait for it.
+        with _exclusive(cached.with_name(cached.name + ".lock")):
+            if not textonnx.exported(cached):
+                if on_status:
+                    on_status("exporting the text encoder (once per model, for fast queries) ...")
+                textonnx.export_text_encoder(encoder.model, encoder.tokenizer, cached)
         _link_tree(cached, dest)
     except NotImplementedError as exc:
         log.info("text encoder not exported (%s); queries will use torch", exc)
-        return False
+        return "unsupported"
     except Exception as exc:  # a failed export only costs query speed
         log.warning("could not export the text encoder to %s: %s", dest, exc)
-        return False
-    return textonnx.exported(dest)
+        return "failed"
+    return "ok" if textonnx.exported(dest) else "failed"

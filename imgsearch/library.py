@@ -100,16 +100,31 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None
     cur.close()
 
 
+def _filesystem_state(path: Path) -> tuple[bool, bool]:
+    """(read_only, nearly_full) for the filesystem holding `path`: SQLite often reports both
+    as a bare 'disk I/O error' or 'unable to open database file'."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False, False
+    read_only = bool(st.f_flag & os.ST_RDONLY) or not os.access(path, os.W_OK)
+    return read_only, st.f_bavail * st.f_frsize < (1 << 20)
+
+
 def _wrap_db_error(path: Path, exc: BaseException) -> LibraryError:
     text = str(getattr(exc, "orig", None) or exc)
     low = text.lower()
-    if ("disk" in low and "full" in low) or getattr(exc, "errno", None) == errno.ENOSPC:
+    code = getattr(exc, "errno", None)
+    read_only, full = _filesystem_state(path)
+    if ("disk" in low and "full" in low) or code == errno.ENOSPC or (full and not read_only):
         return LibraryError(
-            f"library {path}: the disk is full; free some space and run again ({text})"
+            f"library {path}: the disk is full; free some space and run again "
+            f"(nothing stored before was lost) ({text})"
         )
-    if "readonly" in low or "read-only" in low or getattr(exc, "errno", None) == errno.EROFS:
+    if "readonly" in low or "read-only" in low or code in (errno.EROFS, errno.EACCES) or read_only:
         return LibraryError(
-            f"library {path} is read-only; use a writable --library folder ({text})"
+            f"library {path} is read-only; use a writable --library folder, or make it "
+            f"writable ({text})"
         )
     return LibraryError(f"library {path}: database error: {text}")
 
@@ -182,11 +197,7 @@ class Library:
         """A consistent read: every statement inside sees the same committed state."""
         with self._read_lock:
             if self._reader is None:
-                self._reader = sqlite3.connect(
-                    self.db, isolation_level=None, check_same_thread=False
-                )
-                _sqlite_pragmas(self._reader)
-                self._reader.execute("PRAGMA query_only = 1")
+                self._reader = self._connect_reader()
             cur = self._reader.cursor()
             cur.execute("BEGIN")
             try:
@@ -194,6 +205,26 @@ class Library:
             finally:
                 cur.execute("COMMIT")
                 cur.close()
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
+        try:
+            _sqlite_pragmas(conn)
+            conn.execute("PRAGMA query_only = 1")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if not _filesystem_state(self.path)[0]:
+                raise
+        # A read-only mount: WAL cannot create its -shm file, but nothing can write here
+        # either, so the database may be opened as immutable and searched as it is.
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(self.db))}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = 1")
+        return conn
 
     def _revision(self) -> str | None:
         with self._snapshot() as cur:
@@ -288,6 +319,11 @@ class Library:
                 {"k": key, "v": str(value)},
             )
 
+    def set_meta(self, **values: object) -> None:
+        """Store library-level facts (writer only)."""
+        with self._writing() as conn:
+            self._set_meta(conn, **values)
+
     def model_spec(self) -> ModelSpec | None:
         raw = self.meta().get("model")
         return ModelSpec.from_json(raw) if raw else None
@@ -361,19 +397,21 @@ class Library:
             return None
         return row[0], np.frombuffer(row[1], dtype=np.float32).copy()
 
-    def info(self, ids: Iterable[int]) -> dict[int, ImageInfo]:
-        """Metadata for hit ids that still exist (a concurrent run may have removed some)."""
+    def info(self, ids: Iterable[int]) -> tuple[int, dict[int, ImageInfo]]:
+        """(generation, metadata of the ids that exist) read in one snapshot, so a caller can
+        tell whether a concurrent run changed the library since its index was loaded."""
         wanted = [int(i) for i in ids]
-        if not wanted:
-            return {}
         marks = ",".join("?" * len(wanted))
         with self._snapshot() as cur:
+            gen = int(self.meta(cur).get("generation", "0"))
+            if not wanted:
+                return gen, {}
             rows = cur.execute(
                 f"SELECT id, path, width, height, taken_at FROM images "
                 f"WHERE status = ? AND id IN ({marks})",
                 [OK, *wanted],
             ).fetchall()
-        return {r[0]: ImageInfo(*r) for r in rows}
+        return gen, {r[0]: ImageInfo(*r) for r in rows}
 
     def ids_under(self, folder: str) -> npt.NDArray[np.int64]:
         prefix = folder.rstrip(os.sep) + os.sep
@@ -492,16 +530,18 @@ class Library:
             self._set_meta(conn, last_run_at=now())
 
     # ---- the derived FAISS index ---------------------------------------------------------
-    def vector_index(self, *, exact_max: int, hnsw_m: int, hnsw_ef_search: int) -> VectorIndex:
-        """The search index matching SQLite right now: the FAISS file when it is valid, else a
-        rebuild in memory (a writer saves it with `save_vector_index`)."""
+    def vector_index(
+        self, *, exact_max: int, hnsw_m: int, hnsw_ef_search: int
+    ) -> tuple[int, VectorIndex]:
+        """(generation, search index) matching SQLite right now: the FAISS file when it is
+        valid, else a rebuild in memory (a writer saves it with `save_vector_index`)."""
         from imgsearch import vectors
 
         with self._snapshot() as cur:
             meta = self.meta(cur)
             gen = int(meta.get("generation", "0"))
             if self._index_cache and self._index_cache[0] == gen:
-                return self._index_cache[1]
+                return self._index_cache
             index = vectors.load(self.path, meta, cur)
             if index is None:
                 index = vectors.build(
@@ -509,7 +549,7 @@ class Library:
                     hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
                 )  # fmt: skip
         self._index_cache = (gen, index)
-        return index
+        return self._index_cache
 
     def save_vector_index(self, *, exact_max: int, hnsw_m: int, hnsw_ef_search: int) -> None:
         """Rebuild the FAISS file from SQLite and swap it in atomically (writer only)."""

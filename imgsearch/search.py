@@ -218,19 +218,24 @@ class Searcher:
         k = k or s.limit
         floor = s.min_score if min_score is None else min_score
         excluded = set(exclude)
-        index = self.library.vector_index(
-            exact_max=s.exact_search_max, hnsw_m=s.hnsw_m, hnsw_ef_search=s.hnsw_ef_search
-        )
         allowed = None
         if folder is not None:
             allowed = self.library.ids_under(os.path.abspath(os.path.expanduser(folder)))
             if len(allowed) == 0:
                 return []
-        scores, ids = index.search(vector[None, :], k + len(excluded), allowed)
-        pairs = [
-            (int(i), float(sc)) for i, sc in zip(ids[0], scores[0]) if i >= 0 and i not in excluded
-        ]
-        info = self.library.info(i for i, _ in pairs)
+        for _attempt in range(5):
+            gen, index = self.library.vector_index(
+                exact_max=s.exact_search_max, hnsw_m=s.hnsw_m, hnsw_ef_search=s.hnsw_ef_search
+            )
+            scores, ids = index.search(vector[None, :], k + len(excluded), allowed)
+            pairs = [
+                (int(i), float(sc))
+                for i, sc in zip(ids[0], scores[0])
+                if i >= 0 and i not in excluded
+            ]
+            now_gen, info = self.library.info(i for i, _ in pairs)
+            if now_gen == gen:
+                break  # ids and metadata come from one state of the library
         hits = [
             Hit(info[i].path, sc, i, info[i].width, info[i].height, info[i].taken_at)
             for i, sc in pairs

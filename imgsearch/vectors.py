@@ -6,6 +6,7 @@ SQLite row ids (IndexIDMap2), so a hit always maps back to its row.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -122,17 +123,25 @@ def save(folder: Path, vindex: VectorIndex, generation: int) -> str:
     name = f"vectors-{generation}.faiss"
     tmp = folder / f".{name}.{os.getpid()}.tmp"
     try:
-        faiss.write_index(vindex.index, str(tmp))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # faiss's own file writer ignores short writes (a full disk leaves a truncated file):
+        # stream through Python, whose writes raise ENOSPC, and check the size before the rename.
+        with open(tmp, "wb") as fh:
+            writer = faiss.PyCallbackIOWriter(fh.write)
+            faiss.write_index(vindex.index, writer)
+            del writer
+            fh.flush()
+            os.fsync(fh.fileno())
+            written = fh.tell()
+        if os.path.getsize(tmp) != written or written == 0:
+            raise OSError(errno.EIO, f"short write of {tmp}")
         os.replace(tmp, folder / name)
         _fsync_dir(folder)
-    except RuntimeError as exc:  # faiss reports write errors (ENOSPC ...) as RuntimeError
+    except RuntimeError as exc:  # faiss wraps the writer's OSError (ENOSPC ...) in RuntimeError
         tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write {folder / name}: {exc}") from exc
+        cause = exc.__context__ if isinstance(exc.__context__, OSError) else None
+        if cause is not None:
+            raise cause from exc
+        raise OSError(errno.EIO, f"cannot write {folder / name}: {exc}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

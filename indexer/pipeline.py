@@ -290,10 +290,7 @@ def run(
             hnsw_m=settings.hnsw_m,
             hnsw_ef_search=settings.hnsw_ef_search,
         )
-        if encoder is not None:
-            from imgsearch.exports import install_text_encoder
-
-            install_text_encoder(library.path / TEXT_ENCODER_DIR, encoder, on_status)
+        _ensure_text_encoder(library, encoder, load_encoder, on_status)
         status = "ok"
     finally:
         result.seconds = time.perf_counter() - t0
@@ -391,6 +388,28 @@ def _embed_all(
         flush()
     result.embed_seconds = time.perf_counter() - started
     return encoder
+
+
+def _ensure_text_encoder(
+    library: Library,
+    encoder: Encoder | None,
+    load_encoder: Callable[[], Encoder],
+    on_status: Callable[[str], None] | None,
+) -> None:
+    """Export the text tower for torch-free queries, also when an earlier run was killed before
+    it could (then the model is loaded for it once; an unsupported model is not retried)."""
+    from imgsearch import exports
+
+    dest = library.path / TEXT_ENCODER_DIR
+    if exports.installed(dest) or library.model_spec() is None:
+        return
+    if encoder is None:
+        if library.meta().get("text_export") == "unsupported":
+            return
+        encoder = load_encoder()
+    status = exports.install_text_encoder(dest, encoder, on_status)
+    if status == "unsupported":
+        library.set_meta(text_export="unsupported")
 
 
 def _record(item: Decoded, vector: np.ndarray) -> ImageRecord:
