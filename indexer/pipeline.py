@@ -29,16 +29,14 @@ from imgsearch.library import (
     Library,
     now,
 )
-from indexer import gpudecode
-from indexer.decode import Decoded, DecodeFailed, decode
-from indexer.gpudecode import JpegPayload, prepare
 from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
 
 if TYPE_CHECKING:
     from imgsearch.config import Settings
     from imgsearch.encoder import Encoder
     from imgsearch.modelspec import PreprocessSpec
-    from indexer.gpudecode import DeviceDecoder
+    from indexer.decode import Decoded, DecodeFailed
+    from indexer.gpudecode import DeviceDecoder, JpegPayload
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +163,8 @@ def _match_moves(
 def _decode_chunk(
     paths: Sequence[str], spec: PreprocessSpec, max_pixels: int
 ) -> list[Decoded | DecodeFailed]:
+    from indexer.decode import decode
+
     return [decode(p, spec, max_pixels=max_pixels) for p in paths]
 
 
@@ -172,6 +172,8 @@ def _prepare_chunk(
     paths: Sequence[str], spec: PreprocessSpec, max_pixels: int
 ) -> list[JpegPayload | Decoded | DecodeFailed]:
     """GPU decoding: workers only read JPEG bytes and headers (other files decode here)."""
+    from indexer.gpudecode import prepare
+
     return [prepare(p, spec, max_pixels=max_pixels) for p in paths]
 
 
@@ -215,6 +217,8 @@ def decoded_stream(
 
 def device_decoder(settings: Settings, encoder: Encoder) -> DeviceDecoder | None:
     """The GPU JPEG decoder when settings and hardware allow it, else None (CPU workers)."""
+    from indexer import gpudecode
+
     spec = encoder.spec.preprocess
     wanted = settings.decode == "gpu" or (
         settings.decode == "auto" and encoder.device.startswith("cuda")
@@ -311,6 +315,9 @@ def _embed_all(
     skip: Callable[[str, str], None],
     on_progress: Callable[[Progress], None] | None,
 ) -> Encoder:
+    from indexer.decode import Decoded, DecodeFailed
+    from indexer.gpudecode import JpegPayload
+
     is_update = {e.path: upd for e, upd in work}
     stored = library.model_spec()
     encoder = load_encoder()
