@@ -29,6 +29,7 @@ from imgsearch.library import (
     Library,
     now,
 )
+from indexer import lifeline
 from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
 
 if TYPE_CHECKING:
@@ -198,11 +199,14 @@ def decoded_stream(
     chunk = 16 if for_device else 4  # prepare costs ~1 ms a file: amortise the pickling
     # forkserver: workers never inherit torch's threads or a half-held lock from this process.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["indexer.gpudecode" if for_device else "indexer.decode"])
+    decoder_module = "indexer.gpudecode" if for_device else "indexer.decode"
+    ctx.set_forkserver_preload(["indexer.forkserver_init", decoder_module])
     pending: deque[Future[list[Any]]] = deque()
     chunks = (paths[i : i + chunk] for i in range(0, len(paths), chunk))
     max_pending = max(2 * workers, lookahead // chunk)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=lifeline.die_with_parent
+    ) as pool:
         try:
             for part in chunks:
                 pending.append(pool.submit(work, part, spec, max_pixels))
