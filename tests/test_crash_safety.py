@@ -187,7 +187,8 @@ def test_runs_killed_mid_batches_and_after_them_lose_nothing(run, tiny_model, tm
     libraries = [tmp_path / f"lib-{i}" for i in range(3)]
     cold_cache = tmp_path / "cold-cache"  # the last run exports its text encoder, not links it
     triggers = {
-        "after the first batch": (stored(libraries[0], BATCH), 0.3),
+        "after the first batch": (stored(libraries[0], BATCH), 0.0),  # kill at once: later
+        # batches are then in flight even when a loaded machine makes the run finish quickly
         "after the last batch": (stored(libraries[1], total), 0.1),
         "during the text export": (exporting(cold_cache), 0.2),
     }
