@@ -16,6 +16,29 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
+def exit_with_run() -> None:
+    """Pool initializer: exit when the run that asked for this worker dies, even by SIGKILL.
+
+    A forkserver's worker is the forkserver's child, so PR_SET_PDEATHSIG ties it to the
+    forkserver, and a worker still starting when the run dies misses that signal. The parent
+    sentinel multiprocessing hands every worker is the run itself and cannot be missed: it is
+    ready from the moment the run is gone.
+    """
+    import multiprocessing
+    import threading
+    from multiprocessing.connection import wait
+
+    run = multiprocessing.parent_process()
+    if run is None:
+        return
+
+    def watch() -> None:
+        wait([run.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-run", daemon=True).start()
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent exits (Linux; no-op elsewhere)."""
     if not sys.platform.startswith("linux"):

@@ -205,7 +205,7 @@ def decoded_stream(
     chunks = (paths[i : i + chunk] for i in range(0, len(paths), chunk))
     max_pending = max(2 * workers, lookahead // chunk)
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=lifeline.die_with_parent
+        max_workers=workers, mp_context=ctx, initializer=lifeline.exit_with_run
     ) as pool:
         try:
             for part in chunks:

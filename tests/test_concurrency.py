@@ -131,8 +131,9 @@ def test_queries_during_an_index_run_see_consistent_snapshots(run, tiny_model, t
                     kind = ("vector", "text", "similar")[i % 3]
                     answers.append(Answer(kind, probe if i % 3 != 1 else None, hits))
                 i += 1
-                # Gently while the writer loads its model, fast while it stores batches.
-                time.sleep(0.005 if answers and len(answers[-1].hits) > len(initial) else 0.05)
+                # Gently while the writer loads its model, fast while it stores batches (which
+                # takes a fraction of a second).
+                time.sleep(0.002 if answers and len(answers[-1].hits) > len(initial) else 0.01)
     finally:
         thread.join(timeout=120)
     assert writer.wait(timeout=60) == 0, writer.stderr

@@ -182,7 +182,7 @@ def exporting(cache: Path) -> Callable[[], bool]:
 @pytest.mark.timeout(300)
 def test_runs_killed_mid_batches_and_after_them_lose_nothing(run, tiny_model, tmp_path):
     photos = tmp_path / "photos"
-    total = 40
+    total = 96  # decoding and embedding are fast: many batches keep the batch phase long enough
     copy_photos(real_photos(total), photos)
     libraries = [tmp_path / f"lib-{i}" for i in range(3)]
     cold_cache = tmp_path / "cold-cache"  # the last run exports its text encoder, not links it
@@ -226,11 +226,22 @@ def test_a_killed_run_leaves_no_processes_behind(tiny_model, tmp_path):
     """Decode workers (and the forkserver and resource tracker they keep alive) end with the run
     that started them, even when it dies by SIGKILL or the OOM killer: crashes pile up nothing."""
     photos, library = tmp_path / "photos", tmp_path / "library"
-    copy_photos(real_photos(16), photos)
+    copy_photos(real_photos(96), photos)
     proc = start(index_args(photos, library, tiny_model), tmp_path / "logs")
-    assert wait_until(lambda: (row_count(library) or 0) >= BATCH, timeout=120), proc.stderr
-    assert psutil.Process(proc.pid).children(recursive=True), "no decode workers to watch"
+    # Kill as soon as a decode worker (a grandchild, under the forkserver) exists: a run can die
+    # at any moment, its workers' start-up included.
+    assert wait_until(decode_worker_alive(proc), timeout=120, every=0.002), proc.stderr
     assert kill_hard(proc, grace=10) == []
+
+
+def decode_worker_alive(proc: Proc) -> Callable[[], bool]:
+    def alive() -> bool:
+        try:
+            return any(c.ppid() != proc.pid for c in psutil.Process(proc.pid).children(True))
+        except psutil.NoSuchProcess:
+            return False
+
+    return alive
 
 
 # ---- the full version -----------------------------------------------------------------------
