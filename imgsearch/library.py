@@ -116,7 +116,7 @@ def _wrap_db_error(path: Path, exc: BaseException) -> LibraryError:
     low = text.lower()
     code = getattr(exc, "errno", None)
     read_only, full = _filesystem_state(path)
-    if ("disk" in low and "full" in low) or code == errno.ENOSPC or (full and not read_only):
+    if "database or disk is full" in low or code == errno.ENOSPC or (full and not read_only):
         return LibraryError(
             f"library {path}: the disk is full; free some space and run again "
             f"(nothing stored before was lost) ({text})"
