@@ -49,9 +49,9 @@ def main(library: str, text: str) -> dict[str, float]:
 
     mark("import_faiss")
     s = settings
-    searcher.library.vector_index(
-        exact_max=s.exact_search_max, hnsw_m=s.hnsw_m, hnsw_ef_search=s.hnsw_ef_search
-    )
+    from imgsearch.vectors import IndexParams
+
+    searcher.library.vector_index(IndexParams.from_settings(s))
     mark("load_faiss_index")
     hits = searcher.search(vector)
     mark("search")

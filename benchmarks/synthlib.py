@@ -24,23 +24,22 @@ if TYPE_CHECKING:
     from imgsearch.config import Settings
     from imgsearch.encoder import Encoder
     from imgsearch.modelspec import ModelSpec
+    from imgsearch.vectors import IndexParams
 
 STORE_BATCH = 2000
 
 
-def _index_settings(settings: Settings) -> dict[str, int]:
-    return {
-        "exact_max": settings.exact_search_max,
-        "hnsw_m": settings.hnsw_m,
-        "hnsw_ef_search": settings.hnsw_ef_search,
-    }
+def _index_params(settings: Settings) -> IndexParams:
+    from imgsearch.vectors import IndexParams
+
+    return IndexParams.from_settings(settings)
 
 
 def library_key(n: int, settings: Settings, mix: Mixture) -> str:
     """Cache key: what decides the library's content and FAISS file."""
     from imgsearch.library import SCHEMA_HEAD
 
-    text = repr((n, mix, sorted(_index_settings(settings).items()), SCHEMA_HEAD))
+    text = repr((n, mix, _index_params(settings), SCHEMA_HEAD))
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
@@ -88,7 +87,7 @@ def synthetic_library(
                 for i in range(start, min(n, start + STORE_BATCH))
             ]
             lib.store(records, [])
-        lib.save_vector_index(**_index_settings(settings))
+        lib.save_vector_index(_index_params(settings))
         textonnx.export_text_encoder(encoder.model, encoder.tokenizer, path / TEXT_ENCODER_DIR)
     return path
 
@@ -122,5 +121,5 @@ def seed_library(path: Path, tree: Path, spec: ModelSpec, settings: Settings) ->
                 ],
                 [],
             )
-        lib.save_vector_index(**_index_settings(settings))
+        lib.save_vector_index(_index_params(settings))
     return len(entries)

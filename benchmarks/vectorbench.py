@@ -83,18 +83,21 @@ def single_query_latency(
 
 def library_index(base: npt.NDArray[np.float32], settings: Settings) -> tuple[Any, float]:
     """(VectorIndex, build seconds) from imgsearch.vectors.build: the library's own choice of
-    exact (IndexFlatIP) or approximate (HNSW) for this many vectors, with its settings."""
+    exact (IndexFlatIP) or approximate (IVF) for this many vectors, with its settings.
+
+    An IVF index re-ranks with exact vectors; a library reads them from SQLite by id
+    (`Library.vectors_for_ids`, timed separately by the query benchmark), here they come from
+    `base` (ids start at 1)."""
     from imgsearch import vectors
 
     t0 = time.perf_counter()
     vindex = vectors.build(
         chunks(base),
         dim=base.shape[1],
-        exact_max=settings.exact_search_max,
-        hnsw_m=settings.hnsw_m,
-        hnsw_ef_search=settings.hnsw_ef_search,
+        params=vectors.IndexParams.from_settings(settings),
         total=len(base),
     )
+    vindex.fetch = lambda ids: (ids, base[ids - 1])
     return vindex, time.perf_counter() - t0
 
 

@@ -347,7 +347,7 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
             "model": spec.name if spec else None,
             "pretrained": spec.pretrained if spec else None,
             "dim": spec.dim if spec else None,
-            "index": "exact" if count <= settings.exact_search_max else "approximate (HNSW)",
+            "index": "exact" if count <= settings.exact_search_max else "approximate (IVF)",
             "bytes": lib.disk_bytes(),
             "created_at": meta.get("created_at"),
             "updated_at": meta.get("updated_at"),

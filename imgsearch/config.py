@@ -39,8 +39,8 @@ class Settings:
     min_score: float
     templates: str
     exact_search_max: int
-    hnsw_m: int
-    hnsw_ef_search: int
+    ivf_nprobe: int
+    ivf_rerank: int
 
     @property
     def library_path(self) -> Path:
@@ -137,8 +137,8 @@ def _validate(values: dict[str, Any]) -> None:
         "batch_size",
         "limit",
         "max_pixels",
-        "hnsw_m",
-        "hnsw_ef_search",
+        "ivf_nprobe",
+        "ivf_rerank",
         "exact_search_max",
     ):
         if values[key] < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -27,15 +28,16 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import sqlalchemy as sa
 
-    from imgsearch.vectors import VectorIndex
+    from imgsearch.vectors import IndexParams, VectorIndex
 
 DB_NAME = "library.db"
 LOCK_NAME = "write.lock"
 TEXT_ENCODER_DIR = "text-encoder"
 # The newest migration in migrations/versions; a test keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 OK, ERROR = "ok", "error"
+log = logging.getLogger(__name__)
 
 
 def now() -> str:
@@ -100,6 +102,14 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None
     cur.close()
 
 
+def _chunk(
+    rows: Sequence[tuple[int, bytes]], dim: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """(ids, vectors) from (id, blob) rows."""
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+
+
 def _filesystem_state(path: Path) -> tuple[bool, bool]:
     """(read_only, nearly_full) for the filesystem holding `path`: SQLite often reports both
     as a bare 'disk I/O error' or 'unable to open database file'."""
@@ -144,7 +154,7 @@ class Library:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._lock_fd: int | None = None
-        self._index_cache: tuple[int, VectorIndex] | None = None
+        self._index_cache: tuple[int, IndexParams, VectorIndex] | None = None
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -374,19 +384,31 @@ class Library:
             ).fetchone()[0]
 
     def vectors(
-        self, cur: sqlite3.Cursor | None = None, *, batch: int = 65536
+        self,
+        cur: sqlite3.Cursor | None = None,
+        *,
+        batch: int = 65536,
+        only: npt.NDArray[np.int64] | None = None,
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
-        """All stored vectors as (ids, matrix) chunks in id order, read in one snapshot."""
+        """Stored vectors (all, or the `only` ids) as (ids, matrix) chunks in one snapshot."""
         if cur is None:
             with self._snapshot() as c:
-                yield from self.vectors(c, batch=batch)
+                yield from self.vectors(c, batch=batch, only=only)
             return
         dim = int(self.meta(cur).get("dim", "0") or 0)
+        if only is not None:
+            for start in range(0, len(only), 900):
+                part = [int(i) for i in only[start : start + 900]]
+                rows = cur.execute(
+                    f"SELECT id, vector FROM images WHERE status = ? "
+                    f"AND id IN ({','.join('?' * len(part))}) ORDER BY id",
+                    [OK, *part],
+                ).fetchall()
+                yield _chunk(rows, dim)
+            return
         rows = cur.execute("SELECT id, vector FROM images WHERE status = ? ORDER BY id", (OK,))
         while chunk := rows.fetchmany(batch):
-            ids = np.fromiter((r[0] for r in chunk), dtype=np.int64, count=len(chunk))
-            mat = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32).reshape(-1, dim)
-            yield ids, mat
+            yield _chunk(chunk, dim)
 
     def vector_for_path(self, path: str) -> tuple[int, npt.NDArray[np.float32]] | None:
         with self._snapshot() as cur:
@@ -448,41 +470,53 @@ class Library:
         except sa.exc.DBAPIError as exc:
             raise _wrap_db_error(self.path, exc) from exc
 
-    def _bump(self, conn: sa.Connection) -> None:
+    def _bump(self, conn: sa.Connection) -> int:
+        """Advance the generation (every write does, in its own transaction); returns it."""
         import sqlalchemy as sa
 
         gen = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'generation'")).scalar()
-        self._set_meta(conn, generation=int(gen or 0) + 1, updated_at=now())
+        new = int(gen or 0) + 1
+        self._set_meta(conn, generation=new, updated_at=now())
+        return new
 
     def store(self, done: Sequence[ImageRecord], failed: Sequence[FailedRecord]) -> None:
-        """Write one batch in one transaction: a killed run keeps every batch stored before it."""
-        stamp = now()
-        with self._writing() as conn:
-            for rec in done:
-                vec = np.ascontiguousarray(rec.vector, dtype=np.float32)
-                values = dict(
-                    size=rec.size, mtime_ns=rec.mtime_ns, fingerprint=rec.fingerprint,
-                    width=rec.width, height=rec.height, taken_at=rec.taken_at, status=OK,
-                    error=None, vector=vec.tobytes(), indexed_at=stamp,
-                )  # fmt: skip
-                self._upsert(conn, rec.path, values)
-            for fail in failed:
-                values = dict(
-                    size=fail.size, mtime_ns=fail.mtime_ns, fingerprint=None, width=None,
-                    height=None, taken_at=None, status=ERROR, error=fail.reason, vector=None,
-                    indexed_at=stamp,
-                )  # fmt: skip
-                self._upsert(conn, fail.path, values)
-            self._bump(conn)
+        """Write one batch in one transaction: a killed run keeps every batch stored before it.
 
-    @staticmethod
-    def _upsert(conn: sa.Connection, path: str, values: dict[str, Any]) -> None:
-        """Update in place (keeping the id) or insert."""
+        One upsert per batch (a changed file keeps its row id); `vector_gen` marks the vectors
+        written here so the FAISS index can be updated instead of rebuilt.
+        """
+        if not done and not failed:
+            return
+        from sqlalchemy.dialects.sqlite import insert
+
         from imgsearch.schema import images
 
-        updated = conn.execute(images.update().where(images.c.path == path).values(**values))
-        if updated.rowcount == 0:
-            conn.execute(images.insert().values(path=path, **values))
+        stamp = now()
+        with self._writing() as conn:
+            gen = self._bump(conn)
+            rows = [
+                dict(
+                    path=rec.path, size=rec.size, mtime_ns=rec.mtime_ns,
+                    fingerprint=rec.fingerprint, width=rec.width, height=rec.height,
+                    taken_at=rec.taken_at, status=OK, error=None,
+                    vector=np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes(),
+                    indexed_at=stamp, vector_gen=gen,
+                )
+                for rec in done
+            ] + [
+                dict(
+                    path=fail.path, size=fail.size, mtime_ns=fail.mtime_ns, fingerprint=None,
+                    width=None, height=None, taken_at=None, status=ERROR, error=fail.reason,
+                    vector=None, indexed_at=stamp, vector_gen=None,
+                )
+                for fail in failed
+            ]  # fmt: skip
+            stmt = insert(images)
+            columns = [c for c in rows[0] if c != "path"]
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[images.c.path], set_={c: stmt.excluded[c] for c in columns}
+            )
+            conn.execute(stmt, rows)
 
     def move(self, moves: Sequence[tuple[int, str, int, int]]) -> None:
         """Re-point rows (id, new_path, size, mtime_ns) at their new paths, keeping the vectors."""
@@ -535,49 +569,120 @@ class Library:
             raise _wrap_db_error(self.path, exc) from exc
 
     # ---- the derived FAISS index ---------------------------------------------------------
-    def vector_index(
-        self, *, exact_max: int, hnsw_m: int, hnsw_ef_search: int
-    ) -> tuple[int, VectorIndex]:
+    def vectors_for_ids(
+        self, ids: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """(ids found, their stored vectors) in one snapshot: exact re-ranking of IVF hits."""
+        found: list[tuple[int, bytes]] = []
+        wanted = [int(i) for i in ids]
+        with self._snapshot() as cur:
+            dim = int(self.meta(cur).get("dim", "0") or 0)
+            for start in range(0, len(wanted), 900):
+                part = wanted[start : start + 900]
+                found += cur.execute(
+                    f"SELECT id, vector FROM images WHERE status = ? "
+                    f"AND id IN ({','.join('?' * len(part))})",
+                    [OK, *part],
+                ).fetchall()
+        return _chunk(found, dim)
+
+    def vector_index(self, params: IndexParams) -> tuple[int, VectorIndex]:
         """(generation, search index) matching SQLite right now: the FAISS file when it is
-        valid, else a rebuild in memory (a writer saves it with `save_vector_index`)."""
+        valid, else one derived in memory (a writer saves it with `save_vector_index`)."""
         from imgsearch import vectors
 
         with self._snapshot() as cur:
             meta = self.meta(cur)
             gen = int(meta.get("generation", "0"))
-            if self._index_cache and self._index_cache[0] == gen:
-                return self._index_cache
-            index = vectors.load(self.path, meta, cur)
-            if index is None:
-                index = vectors.build(
-                    self.vectors(cur), dim=int(meta.get("dim", "0") or 0), exact_max=exact_max,
-                    hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
-                )  # fmt: skip
-        self._index_cache = (gen, index)
-        return self._index_cache
+            if self._index_cache and self._index_cache[:2] == (gen, params):
+                return gen, self._index_cache[2]
+            index = vectors.load(self.path, meta, cur, params) or self._derive(cur, meta, params)
+        if index.kind == "ivf":
+            index.fetch = self.vectors_for_ids
+        self._index_cache = (gen, params, index)
+        return gen, index
 
-    def save_vector_index(self, *, exact_max: int, hnsw_m: int, hnsw_ef_search: int) -> None:
-        """Rebuild the FAISS file from SQLite and swap it in atomically (writer only)."""
+    def save_vector_index(self, params: IndexParams) -> None:
+        """Bring the FAISS file up to date with SQLite and swap it in atomically (writer only)."""
         from imgsearch import vectors
 
         with self._snapshot() as cur:
             meta = self.meta(cur)
             gen = int(meta.get("generation", "0"))
             name = meta.get("faiss_file")
-            if name and meta.get("faiss_generation") == str(gen) and (self.path / name).is_file():
+            n = self.count_ok(cur)
+            wanted = "ivf" if n > params.exact_max else "flat"
+            current = name and meta.get("faiss_generation") == str(gen)
+            if current and meta.get("faiss_kind") == wanted and (self.path / name).is_file():
                 return  # nothing changed since the file was written
-            index = vectors.build(
-                self.vectors(cur), dim=int(meta.get("dim", "0") or 0), exact_max=exact_max,
-                hnsw_m=hnsw_m, hnsw_ef_search=hnsw_ef_search,
-            )  # fmt: skip
+            index = self._derive(cur, meta, params, n)
         try:
             name = vectors.save(self.path, index, gen)
         except OSError as exc:
             raise _wrap_db_error(self.path, exc) from exc
+        updated = index.kind == "ivf" and index.trained_n is None
+        trained = meta.get("faiss_trained", "") if updated else (index.trained_n or "")
         with self._writing() as conn:
-            self._set_meta(conn, faiss_file=name, faiss_generation=gen, faiss_count=index.ntotal)
+            self._set_meta(
+                conn, faiss_file=name, faiss_generation=gen, faiss_count=index.ntotal,
+                faiss_kind=index.kind, faiss_trained=trained,
+            )  # fmt: skip
         vectors.remove_stale_files(self.path, keep=name)
-        self._index_cache = (gen, index)
+        if index.kind == "ivf":
+            index.fetch = self.vectors_for_ids
+        self._index_cache = (gen, params, index)
+
+    @staticmethod
+    def count_ok(cur: sqlite3.Cursor) -> int:
+        return cur.execute("SELECT count(*) FROM images WHERE status = ?", (OK,)).fetchone()[0]
+
+    def _derive(
+        self,
+        cur: sqlite3.Cursor,
+        meta: dict[str, str],
+        params: IndexParams,
+        n: int | None = None,
+    ) -> VectorIndex:
+        """The index for SQLite's current state: the saved IVF file updated with the vectors
+        written since it while its lists still suit the size (up to 2x the trained size), else
+        a fresh build (k-means for IVF)."""
+        from imgsearch import vectors
+
+        n = self.count_ok(cur) if n is None else n
+        if n > params.exact_max:
+            updated = self._update_saved(cur, meta, params, n)
+            if updated is not None:
+                return updated
+        return vectors.build(
+            self.vectors(cur), dim=int(meta.get("dim", "0") or 0), params=params, total=n
+        )
+
+    def _update_saved(
+        self, cur: sqlite3.Cursor, meta: dict[str, str], params: IndexParams, n: int
+    ) -> VectorIndex | None:
+        from imgsearch import vectors
+
+        name, base = meta.get("faiss_file"), meta.get("faiss_generation")
+        trained = int(meta.get("faiss_trained", "") or 0)
+        if not name or base is None or meta.get("faiss_kind") != "ivf" or n > 2 * trained:
+            return None
+        raw = vectors.read(self.path / name, mmap=False)
+        if raw is None or vectors.kind_of(raw) != "ivf" or str(raw.d) != meta.get("dim"):
+            return None
+        index = vectors.VectorIndex(raw, "ivf", params)
+        ok = cur.execute("SELECT id FROM images WHERE status = ?", (OK,)).fetchall()
+        ok_ids = np.fromiter((r[0] for r in ok), dtype=np.int64, count=len(ok))
+        changed = cur.execute(
+            "SELECT id FROM images WHERE status = ? AND vector_gen > ?", (OK, int(base))
+        ).fetchall()
+        changed_ids = np.fromiter((r[0] for r in changed), dtype=np.int64, count=len(changed))
+        have = vectors.ids_of(index)
+        remove = np.union1d(np.setdiff1d(have, ok_ids), np.intersect1d(have, changed_ids))
+        vectors.update(index, remove, self.vectors(cur, only=changed_ids))
+        if index.ntotal != n:  # a row the bookkeeping missed: rebuild rather than guess
+            log.warning("FAISS update left %d vectors for %d rows; rebuilding", index.ntotal, n)
+            return None
+        return index
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())

@@ -23,6 +23,7 @@ images = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("vector", sa.LargeBinary),
     sa.Column("indexed_at", sa.Text, nullable=False),
+    sa.Column("vector_gen", sa.Integer),  # generation of the write that set `vector`
 )
 runs = sa.Table(
     "runs",

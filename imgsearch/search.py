@@ -21,6 +21,7 @@ from imgsearch import config as config_mod
 from imgsearch import templates
 from imgsearch.errors import ImgsearchError
 from imgsearch.library import TEXT_ENCODER_DIR, Library
+from imgsearch.vectors import IndexParams
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -224,9 +225,7 @@ class Searcher:
             if len(allowed) == 0:
                 return []
         for _attempt in range(5):
-            gen, index = self.library.vector_index(
-                exact_max=s.exact_search_max, hnsw_m=s.hnsw_m, hnsw_ef_search=s.hnsw_ef_search
-            )
+            gen, index = self.library.vector_index(IndexParams.from_settings(s))
             scores, ids = index.search(vector[None, :], k + len(excluded), allowed)
             pairs = [
                 (int(i), float(sc))

@@ -1,17 +1,22 @@
-"""The FAISS side of a library: build from stored vectors, save atomically, load and validate.
+"""The FAISS side of a library: build from stored vectors, update, save atomically, load.
 
-Exact inner-product search (IndexFlatIP) up to `exact_max` vectors, HNSW above it; ids are the
-SQLite row ids (IndexIDMap2), so a hit always maps back to its row.
+Exact inner-product search (IndexFlatIP) up to `exact_max` vectors; above it an IVF index with
+8-bit codes whose candidates are re-scored exactly with the stored float vectors (see
+benchmarks/ANN.md for the measurements behind the switch point and the parameters). Ids are the
+SQLite row ids, so a hit always maps back to its row: IndexIDMap2 around the flat index, the
+IVF index's own ids (IndexIDMap's removal assumes a flat index's renumbering and would scramble
+an IVF's ids).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,16 +28,53 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from imgsearch.config import Settings
+
+    Fetch = Callable[[npt.NDArray[np.int64]], tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+
 log = logging.getLogger(__name__)
 FILE_RE = re.compile(r"^vectors-(\d+)\.faiss$")
+MIN_TRAIN_PER_LIST = 39  # faiss k-means wants >= 39 points per centroid (it warns below)
+MAX_TRAIN_PER_LIST = 40
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """How a library's FAISS index is built and searched (the settings of the same names)."""
+
+    exact_max: int = 30_000
+    nprobe: int = 32
+    rerank: int = 4
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IndexParams:
+        return cls(settings.exact_search_max, settings.ivf_nprobe, settings.ivf_rerank)
+
+
+def nlist_for(n: int) -> int:
+    """IVF list count: the power of two nearest 8 sqrt(n) (ANN.md: 100k -> 2048, 1M -> 8192),
+    at most n / 39 so k-means has enough points per list."""
+    target = 8 * math.sqrt(max(n, 1))
+    nlist = 2 ** round(math.log2(target))
+    while nlist > 1 and nlist * MIN_TRAIN_PER_LIST > n:
+        nlist //= 2
+    return max(nlist, 1)
 
 
 @dataclass
 class VectorIndex:
-    """A loaded FAISS index with ids = library row ids."""
+    """A loaded FAISS index with ids = library row ids.
 
-    index: Any  # faiss.IndexIDMap2
-    kind: str  # "flat" (exact) or "hnsw" (approximate)
+    `fetch(ids) -> (ids, vectors)` reads stored float vectors; an IVF index uses it to re-score
+    its `rerank * k` candidates exactly (8-bit codes only choose them) and to search a small
+    `allowed` set exactly. Without it, IVF scores are the 8-bit approximations.
+    """
+
+    index: Any  # faiss.IndexIDMap2 (flat) or faiss.IndexIVFScalarQuantizer
+    kind: str  # "flat" (exact) or "ivf" (approximate)
+    params: IndexParams = IndexParams()
+    fetch: Fetch | None = None
+    trained_n: int | None = None  # IVF built here: the vector count its k-means saw
 
     @property
     def ntotal(self) -> int:
@@ -50,62 +92,166 @@ class VectorIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.index.d)
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
-            n = q.shape[0]
-            return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
-        params = None
+            return _empty(q.shape[0], k)
+        approximate = self.kind == "ivf"
+        small = allowed is not None and len(allowed) <= self.params.exact_max
+        if approximate and small and self.fetch is not None:  # exact is faster here, and exact
+            return _exact_among(q, k, *self.fetch(np.asarray(allowed, dtype=np.int64)))
+        selector = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            if self.kind == "hnsw":
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(k, _ef(self.index)))
-            else:
-                params = faiss.SearchParameters(sel=selector)
+        wanted = k
+        if approximate:
+            wanted = min(self.ntotal, k * max(1, self.params.rerank)) if self.fetch else k
+            params: Any = faiss.SearchParametersIVF(sel=selector, nprobe=self.params.nprobe)
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
         # One query is memory-bound: OpenMP threads only add contention (measured 3-5x slower
         # with 2 threads on 2 cores), so a single query runs on one thread.
         threads = faiss.omp_get_max_threads()
         if q.shape[0] == 1:
             faiss.omp_set_num_threads(1)
         try:
-            return self.index.search(q, k, params=params)
+            scores, ids = self.index.search(q, wanted, params=params)
         finally:
             faiss.omp_set_num_threads(threads)
+        if approximate and self.fetch is not None:
+            return self._rerank(q, k, ids)
+        return scores, ids
+
+    def _rerank(
+        self, q: npt.NDArray[np.float32], k: int, candidates: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Exact scores for each row's candidates, best k kept."""
+        assert self.fetch is not None
+        out_s, out_i = _empty(q.shape[0], k)
+        found = candidates[candidates >= 0]
+        ids, mat = self.fetch(np.unique(found))
+        row_of = {int(i): r for r, i in enumerate(ids)}
+        for r in range(q.shape[0]):
+            mine = [row_of[int(i)] for i in candidates[r] if i >= 0 and int(i) in row_of]
+            if not mine:
+                continue
+            scores = mat[mine] @ q[r]
+            best = np.argsort(-scores, kind="stable")[:k]
+            out_s[r, : len(best)] = scores[best]
+            out_i[r, : len(best)] = ids[mine][best]
+        return out_s, out_i
 
 
-def _ef(index: Any) -> int:
+def _empty(n: int, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
+
+
+def _exact_among(
+    q: npt.NDArray[np.float32], k: int, ids: npt.NDArray[np.int64], mat: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    out_s, out_i = _empty(q.shape[0], k)
+    if len(ids) == 0:
+        return out_s, out_i
+    scores = q @ mat.T
+    for r in range(q.shape[0]):
+        best = np.argsort(-scores[r], kind="stable")[:k]
+        out_s[r, : len(best)] = scores[r, best]
+        out_i[r, : len(best)] = ids[best]
+    return out_s, out_i
+
+
+def kind_of(index: Any) -> str:
+    """'ivf' or 'flat' (an IndexIDMap2 around IndexFlatIP, or an older HNSW file)."""
     import faiss
 
-    inner = faiss.downcast_index(index.index)
-    return int(inner.hnsw.efSearch) if hasattr(inner, "hnsw") else 16
+    try:
+        faiss.extract_index_ivf(index)
+    except (RuntimeError, TypeError):
+        return "flat"
+    return "ivf"
 
 
 def build(
     chunks: Iterable[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
     *,
     dim: int,
-    exact_max: int,
-    hnsw_m: int,
-    hnsw_ef_search: int,
+    params: IndexParams,
     total: int | None = None,
 ) -> VectorIndex:
-    """Build an index from (ids, vectors) chunks: exact when the library is small, HNSW when big."""
+    """Build an index from (ids, vectors) chunks: exact when the library is small, IVF-SQ8 when
+    big (k-means on a sample of at most 40 points per list, 8-bit codes trained on the same)."""
     import faiss
 
     parts = list(chunks)
     n = total if total is not None else sum(len(ids) for ids, _ in parts)
     if dim <= 0:
         dim = parts[0][1].shape[1] if parts else 1
-    if n > exact_max:
-        inner = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = max(40, 2 * hnsw_m)
-        inner.hnsw.efSearch = hnsw_ef_search
-        kind = "hnsw"
+    if n > params.exact_max:
+        inner, kind, trained = _trained_ivf(parts, dim, n), "ivf", n
     else:
-        inner = faiss.IndexFlatIP(dim)
-        kind = "flat"
-    index = faiss.IndexIDMap2(inner)
-    for ids, mat in parts:
+        inner, kind, trained = faiss.IndexFlatIP(dim), "flat", None
+    outer = inner if kind == "ivf" else faiss.IndexIDMap2(inner)
+    index = VectorIndex(outer, kind, params, trained_n=trained)
+    update(index, np.empty(0, np.int64), parts)
+    return index
+
+
+def _trained_ivf(
+    parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]], dim: int, n: int
+) -> Any:
+    import faiss
+
+    nlist = nlist_for(n)
+    sample_n = min(n, MAX_TRAIN_PER_LIST * nlist)
+    rng = np.random.default_rng(1234)
+    picks = np.sort(rng.choice(n, sample_n, replace=False))
+    sample = np.empty((sample_n, dim), np.float32)
+    filled, offset = 0, 0
+    for _ids, mat in parts:  # gather the sample from the chunks without concatenating them
+        lo = np.searchsorted(picks, offset)
+        hi = np.searchsorted(picks, offset + len(mat))
+        sample[filled : filled + hi - lo] = mat[picks[lo:hi] - offset]
+        filled += hi - lo
+        offset += len(mat)
+    kmeans = faiss.Kmeans(dim, nlist, niter=10, spherical=True, seed=1234)
+    kmeans.train(sample[:filled])
+    quantizer = faiss.IndexFlatIP(dim)
+    quantizer.add(kmeans.centroids)
+    ivf = faiss.IndexIVFScalarQuantizer(
+        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+    ivf.train(sample[:filled])  # the quantizer is trained: this fits the 8-bit ranges only
+    return ivf  # the Python wrapper keeps `quantizer` alive (faiss's referenced_objects)
+
+
+def update(
+    index: VectorIndex,
+    remove: npt.NDArray[np.int64],
+    chunks: Iterable[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+) -> None:
+    """In place: drop `remove` ids, then add the chunks (ids must not be present any more)."""
+    import faiss
+
+    if len(remove):
+        index.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(remove, np.int64)))
+    for ids, mat in chunks:
         if len(ids):
-            index.add_with_ids(np.ascontiguousarray(mat, dtype=np.float32), ids)
-    return VectorIndex(index, kind)
+            index.index.add_with_ids(np.ascontiguousarray(mat, dtype=np.float32), ids)
+
+
+def ids_of(index: VectorIndex) -> npt.NDArray[np.int64]:
+    """Every id in the index (unordered)."""
+    import faiss
+
+    if index.kind != "ivf":
+        return faiss.vector_to_array(index.index.id_map).astype(np.int64, copy=False)
+    ivf = faiss.extract_index_ivf(index.index)
+    lists = ivf.invlists
+    parts = [np.empty(0, np.int64)]
+    for number in range(ivf.nlist):
+        size = lists.list_size(number)
+        if size:
+            ptr = lists.get_ids(number)
+            parts.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64))  # a copy
+            lists.release_ids(number, ptr)
+    return np.concatenate(parts)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -156,19 +302,30 @@ def remove_stale_files(folder: Path, keep: str) -> None:
             entry.unlink(missing_ok=True)
 
 
-def load(folder: Path, meta: dict[str, str], cur: sqlite3.Cursor) -> VectorIndex | None:
-    """The saved index if it matches SQLite (generation, count, spot-checked vectors), else None."""
+def read(path: Path, *, mmap: bool) -> Any | None:
+    """The index in `path` (flat in an IndexIDMap2, or IVF), or None (logged) if unreadable."""
     import faiss
 
+    try:
+        # mmap: a big index opens in milliseconds instead of being copied into memory
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+    except (RuntimeError, OSError) as exc:
+        log.warning("FAISS file %s unreadable (%s); rebuilding from SQLite", path, exc)
+        return None
+    # read_index returns the concrete, owning type
+    return index if isinstance(index, (faiss.IndexIDMap2, faiss.IndexIVF)) else None
+
+
+def load(
+    folder: Path, meta: dict[str, str], cur: sqlite3.Cursor, params: IndexParams
+) -> VectorIndex | None:
+    """The saved index if it matches SQLite (generation, count, spot-checked rows), else None."""
     name = meta.get("faiss_file")
     if not name or meta.get("faiss_generation") != meta.get("generation", "0"):
         return None
     path = folder / name
-    try:
-        # mmap: a 100k-image index opens in milliseconds instead of being copied into memory
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
-    except (RuntimeError, OSError) as exc:
-        log.warning("FAISS file %s unreadable (%s); rebuilding from SQLite", path, exc)
+    index = read(path, mmap=True)
+    if index is None:
         return None
     count = cur.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
     if index.ntotal != count or str(index.ntotal) != meta.get("faiss_count"):
@@ -176,15 +333,24 @@ def load(folder: Path, meta: dict[str, str], cur: sqlite3.Cursor) -> VectorIndex
             "FAISS file %s has %d vectors, SQLite %d; rebuilding", path, index.ntotal, count
         )
         return None
-    if not isinstance(index, faiss.IndexIDMap2):  # read_index returns the concrete, owning type
-        return None
-    # Spot-check three stored vectors (first, last, one at random) against the file.
+    found = VectorIndex(index, kind_of(index), params)
+    # Spot-check three stored rows (first, last, one at random) against the file: the exact
+    # vector for a flat index, the id's presence for IVF (its 8-bit codes are approximations).
     offsets = sorted({0, count - 1, random.randrange(count)}) if count else []
-    for offset in offsets:
-        row_id, blob = cur.execute(
+    spots = [
+        cur.execute(
             "SELECT id, vector FROM images WHERE status = 'ok' ORDER BY id LIMIT 1 OFFSET ?",
             (offset,),
         ).fetchone()
+        for offset in offsets
+    ]
+    if found.kind == "ivf":
+        missing = np.setdiff1d([row_id for row_id, _ in spots], ids_of(found))
+        if len(missing):
+            log.warning("FAISS file %s lacks id %d; rebuilding", path, missing[0])
+            return None
+        return found
+    for row_id, blob in spots:
         try:
             stored = index.reconstruct(int(row_id))
         except RuntimeError:
@@ -192,5 +358,4 @@ def load(folder: Path, meta: dict[str, str], cur: sqlite3.Cursor) -> VectorIndex
         if not np.allclose(stored, np.frombuffer(blob, dtype=np.float32), atol=1e-6):
             log.warning("FAISS file %s disagrees with SQLite for id %d; rebuilding", path, row_id)
             return None
-    inner = faiss.downcast_index(index.index)
-    return VectorIndex(index, "hnsw" if hasattr(inner, "hnsw") else "flat")
+    return found

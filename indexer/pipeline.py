@@ -29,6 +29,7 @@ from imgsearch.library import (
     Library,
     now,
 )
+from imgsearch.vectors import IndexParams
 from indexer import lifeline
 from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
 
@@ -293,11 +294,7 @@ def run(
             )
         library.remove(todo.to_remove)
         result.removed = len(todo.to_remove)
-        library.save_vector_index(
-            exact_max=settings.exact_search_max,
-            hnsw_m=settings.hnsw_m,
-            hnsw_ef_search=settings.hnsw_ef_search,
-        )
+        library.save_vector_index(IndexParams.from_settings(settings))
         _ensure_text_encoder(library, encoder, load_encoder, on_status)
         status = "ok"
     finally:

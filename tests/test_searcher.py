@@ -48,3 +48,39 @@ def test_explicit_library_argument(indexed, isolated_env, tmp_path, monkeypatch)
         assert len(s.query("x", k=100)) == len(indexed)
     with pytest.raises(ImgsearchError, match="no library at"):
         Searcher()
+
+
+def test_a_library_above_the_switch_point_answers_like_exact_search(
+    run, tiny_model, tmp_path, monkeypatch
+):
+    """Same query path with the IVF index (exact_search_max below the library's size): the
+    re-ranked results equal exact search's, also with a folder filter and after a re-index."""
+    from tests.conftest import make_pictures
+
+    make_pictures(tmp_path / "pics" / "a", 40, seed=1)
+    make_pictures(tmp_path / "pics" / "b", 40, seed=2)
+    run("index", tmp_path / "pics", "--model", tiny_model)
+
+    def answers() -> list[list[str]]:
+        with Searcher() as s:
+            return [
+                [h.path for h in s.query(text="a red square", k=8)],
+                [h.path for h in s.query(text="blue", k=5, folder=tmp_path / "pics" / "b")],
+                [h.path for h in s.similar(tmp_path / "pics" / "a" / "pic_003.png", k=6)],
+            ]
+
+    exact = answers()
+    monkeypatch.setenv("IMGSEARCH_EXACT_SEARCH_MAX", "20")
+    out = run("index", tmp_path / "pics")  # nothing changed, but the index must become IVF
+    assert "0 added" in out.output
+    with Searcher() as s:
+        assert s.library.meta()["faiss_kind"] == "ivf"
+    assert answers() == exact
+    assert all(p.startswith(str(tmp_path / "pics" / "b")) for p in exact[1])
+
+    make_pictures(tmp_path / "pics" / "c", 6, seed=3)  # updated in place: no new k-means
+    run("index", tmp_path / "pics")
+    with Searcher() as s:
+        meta = s.library.meta()
+        assert meta["faiss_trained"] == "80" and meta["faiss_count"] == "86"
+        assert s.query(image=tmp_path / "pics" / "c" / "pic_002.png", k=1)[0].score > 0.9999

@@ -283,9 +283,10 @@ def vector_index_contents(library: Path) -> dict[int, np.ndarray]:
     import faiss
 
     from imgsearch.library import Library
+    from imgsearch.vectors import IndexParams
 
     with Library.open(library) as lib:
-        _gen, vindex = lib.vector_index(exact_max=200_000, hnsw_m=32, hnsw_ef_search=128)
+        _gen, vindex = lib.vector_index(IndexParams())
         ids = faiss.vector_to_array(vindex.index.id_map)
         return {int(i): vindex.index.reconstruct(int(i)) for i in ids}
 
