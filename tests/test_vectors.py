@@ -185,7 +185,8 @@ def test_library_updates_its_ivf_file_in_place_without_retraining(ivf_library, m
     changed = clustered(50, dim=DIM, clusters=40, seed=9)
     store(lib, 0, changed, tag="changed")  # same paths (ids kept), new vectors
     store(lib, 5000, clustered(300, dim=DIM, clusters=40, seed=10))  # new rows
-    gone = [row.id for path, row in lib.known_files().items() if path.endswith(("/7.jpg", "/8.jpg"))]
+    known = lib.known_files()
+    gone = [row.id for path, row in known.items() if path.endswith(("/7.jpg", "/8.jpg"))]
     lib.remove(gone)
 
     monkeypatch.setattr(vectors, "_trained_ivf", _fail_if_called)
