@@ -169,6 +169,7 @@ def index(
                 list(paths),
                 settings,
                 load_encoder=load,
+                model=(name, weights),
                 on_progress=progress.update if progress else None,
                 on_skip=lambda path, reason: warn(f"skipping {path}: {reason}"),
                 on_status=None if quiet else warn,

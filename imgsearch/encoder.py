@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from imgsearch import modelspec
 from imgsearch.errors import ModelError
 from imgsearch.modelspec import ModelSpec, PreprocessSpec
 
@@ -182,7 +183,10 @@ def load_encoder(name: str, pretrained: str, device: str = "auto") -> Encoder:
     Loaded models are kept for the life of the process, so Searchers share one copy.
     """
     name, pretrained = normalize_model(name, pretrained)
-    return _load(name, pretrained, resolve_device(device))
+    encoder = _load(name, pretrained, resolve_device(device))
+    if modelspec.remembered(name, pretrained) != encoder.spec:
+        modelspec.remember(encoder.spec)  # lets the next `index` decode while this loads
+    return encoder
 
 
 @functools.lru_cache(maxsize=4)

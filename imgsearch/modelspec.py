@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,37 @@ class ModelSpec:
                 fill_color=pre["fill_color"],
             ),
         )
+
+
+# ---- specs seen on this machine ----------------------------------------------------------------
+# `imgsearch index` into a new library can start decoding while the model loads (~5 s on 2 cores)
+# when it already knows the model's input geometry; the model's own spec is checked after loading.
+
+
+def _seen_path() -> Path:
+    from platformdirs import user_cache_path
+
+    return user_cache_path("imgsearch") / "model-specs.json"
+
+
+def remembered(name: str, pretrained: str) -> ModelSpec | None:
+    """The spec this machine last loaded for (name, pretrained), if any (advisory only)."""
+    try:
+        seen = json.loads(_seen_path().read_text())
+        return ModelSpec.from_json(seen[f"{name}\n{pretrained}"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remember(spec: ModelSpec) -> None:
+    """Record a loaded model's spec; failures are ignored (it is a cache)."""
+    path = _seen_path()
+    try:
+        seen = json.loads(path.read_text()) if path.is_file() else {}
+        seen[f"{spec.name}\n{spec.pretrained}"] = spec.to_json()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(seen, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except (OSError, ValueError, TypeError):
+        pass

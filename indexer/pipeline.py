@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgsearch import modelspec
 from imgsearch.errors import ImgsearchError
 from imgsearch.library import (
     ERROR,
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from indexer.gpudecode import DeviceDecoder, JpegPayload
 
 log = logging.getLogger(__name__)
+# Images decoded ahead while the model loads: 16 batches of 32 at 224 px hold ~75 MB.
+STARTUP_BATCHES = 16
+DECODE_NICENESS = 19  # decode workers' priority when they share the CPU with the model
 
 
 @dataclass
@@ -179,6 +183,89 @@ def _prepare_chunk(
     return [prepare(p, spec, max_pixels=max_pixels) for p in paths]
 
 
+class DecodeStream:
+    """Decoded images in input order from a process pool, started on construction.
+
+    The first `startup` images are submitted at once, so decoding runs while the caller loads
+    the model; afterwards at most `lookahead` images are in flight (flat memory). With
+    `for_device`, JPEGs come back as raw payloads for indexer.gpudecode.DeviceDecoder.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        spec: PreprocessSpec,
+        *,
+        workers: int,
+        max_pixels: int,
+        lookahead: int,
+        startup: int = 0,
+        for_device: bool = False,
+        niceness: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.for_device = for_device
+        self.niceness = niceness
+        self._work = _prepare_chunk if for_device else _decode_chunk
+        self._args = (spec, max_pixels)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: deque[Future[list[Any]]] = deque()
+        self._inline = workers <= 1 and len(paths) < 8
+        chunk = 16 if for_device else 4  # prepare costs ~1 ms a file: amortise the pickling
+        self._chunks = iter([paths[i : i + chunk] for i in range(0, len(paths), chunk)])
+        self._max_pending = max(2 * workers, lookahead // chunk)
+        if self._inline:
+            return
+        # forkserver: workers never inherit torch's threads or a half-held lock from this process.
+        ctx = multiprocessing.get_context("forkserver")
+        decoder_module = "indexer.gpudecode" if for_device else "indexer.decode"
+        ctx.set_forkserver_preload(["indexer.forkserver_init", decoder_module])
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=lifeline.worker_init,
+            initargs=(niceness,),
+        )
+        self._fill(max(self._max_pending, startup // chunk))
+
+    def _fill(self, upto: int) -> None:
+        assert self._pool is not None
+        while len(self._pending) < upto and (part := next(self._chunks, None)) is not None:
+            self._pending.append(self._pool.submit(self._work, part, *self._args))
+
+    def backlog(self) -> int:
+        """Images decoded and waiting to be taken (0 for inline decoding)."""
+        return sum(len(f.result()) for f in self._pending if f.done() and not f.cancelled())
+
+    def __iter__(self) -> Iterator[Decoded | DecodeFailed | JpegPayload]:
+        if self._inline:
+            for part in self._chunks:
+                yield from self._work(part, *self._args)
+            return
+        try:
+            while self._pending:
+                done = self._pending.popleft().result()
+                self._fill(self._max_pending)
+                yield from done
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop decoding (what is in flight is dropped) and shut the pool down."""
+        for fut in self._pending:
+            fut.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> DecodeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def decoded_stream(
     paths: Sequence[str],
     spec: PreprocessSpec,
@@ -187,37 +274,12 @@ def decoded_stream(
     max_pixels: int,
     lookahead: int,
     for_device: bool = False,
-) -> Iterator[Decoded | DecodeFailed | JpegPayload]:
-    """Decode in a process pool, in order, at most `lookahead` images in flight (flat memory).
-
-    With `for_device`, JPEGs come back as raw payloads for indexer.gpudecode.DeviceDecoder.
-    """
-    work = _prepare_chunk if for_device else _decode_chunk
-    if workers <= 1 and len(paths) < 8:
-        for p in paths:
-            yield from work([p], spec, max_pixels)
-        return
-    chunk = 16 if for_device else 4  # prepare costs ~1 ms a file: amortise the pickling
-    # forkserver: workers never inherit torch's threads or a half-held lock from this process.
-    ctx = multiprocessing.get_context("forkserver")
-    decoder_module = "indexer.gpudecode" if for_device else "indexer.decode"
-    ctx.set_forkserver_preload(["indexer.forkserver_init", decoder_module])
-    pending: deque[Future[list[Any]]] = deque()
-    chunks = (paths[i : i + chunk] for i in range(0, len(paths), chunk))
-    max_pending = max(2 * workers, lookahead // chunk)
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=lifeline.exit_with_run
-    ) as pool:
-        try:
-            for part in chunks:
-                pending.append(pool.submit(work, part, spec, max_pixels))
-                if len(pending) >= max_pending:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+) -> DecodeStream:
+    """Decode in a process pool, in order, at most `lookahead` images in flight."""
+    return DecodeStream(
+        paths, spec, workers=workers, max_pixels=max_pixels, lookahead=lookahead,
+        for_device=for_device,
+    )  # fmt: skip
 
 
 def device_decoder(settings: Settings, encoder: Encoder) -> DeviceDecoder | None:
@@ -249,11 +311,16 @@ def run(
     settings: Settings,
     *,
     load_encoder: Callable[[], Encoder],
+    model: tuple[str, str] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
     on_status: Callable[[str], None] | None = None,
 ) -> IndexResult:
-    """Index `roots` into `library` (caller holds the write lock)."""
+    """Index `roots` into `library` (caller holds the write lock).
+
+    `model` = (name, weights) that `load_encoder` loads, when known: decoding can then start
+    while the model loads.
+    """
     started, t0 = now(), time.perf_counter()
     result = IndexResult()
     roots = [os.path.abspath(os.path.expanduser(r)) for r in roots]
@@ -290,7 +357,7 @@ def run(
     try:
         if todo.to_embed:
             encoder = _embed_all(
-                library, todo.to_embed, settings, load_encoder, result, skip, on_progress
+                library, todo.to_embed, settings, load_encoder, model, result, skip, on_progress
             )
         library.remove(todo.to_remove)
         result.removed = len(todo.to_remove)
@@ -312,6 +379,7 @@ def _embed_all(
     work: Sequence[tuple[FileEntry, bool]],
     settings: Settings,
     load_encoder: Callable[[], Encoder],
+    model: tuple[str, str] | None,
     result: IndexResult,
     skip: Callable[[str, str], None],
     on_progress: Callable[[Progress], None] | None,
@@ -321,16 +389,51 @@ def _embed_all(
 
     is_update = {e.path: upd for e, upd in work}
     stored = library.model_spec()
-    encoder = load_encoder()
-    if stored is None:
-        library.set_model_spec(encoder.spec)
-    else:
-        library.check_model(encoder.spec)
-    spec = encoder.spec.preprocess
-    started = time.perf_counter()
     workers = settings.workers or (os.cpu_count() or 1)
     batch_size = settings.batch_size
-    on_device = device_decoder(settings, encoder)
+    paths = [e.path for e, _ in work]
+
+    def decoding(
+        spec: PreprocessSpec, *, model_on_cpu: bool, for_device: bool = False
+    ) -> DecodeStream:
+        return DecodeStream(
+            paths, spec, workers=workers, max_pixels=settings.max_pixels,
+            lookahead=3 * batch_size, startup=STARTUP_BATCHES * batch_size,
+            for_device=for_device, niceness=DECODE_NICENESS if model_on_cpu else 0,
+        )  # fmt: skip
+
+    # Decoding starts before the model loads when its input geometry is known (the library's
+    # model, or one this machine has loaded before); the loaded model's own spec is checked.
+    expected = stored or (modelspec.remembered(*model) if model else None)
+    on_cpu = _model_on_cpu(settings)
+    early = None
+    if expected and (on_cpu or settings.decode == "cpu"):
+        early = decoding(expected.preprocess, model_on_cpu=on_cpu)
+    try:
+        encoder = load_encoder()
+        if stored is None:
+            library.set_model_spec(encoder.spec)
+        else:
+            library.check_model(encoder.spec)
+        on_device = device_decoder(settings, encoder)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    stream = early
+    on_cpu = encoder.device == "cpu"
+    if (
+        early is None
+        or on_device is not None
+        or early.spec != encoder.spec.preprocess
+        or (early.niceness != (DECODE_NICENESS if on_cpu else 0))
+    ):
+        if early is not None:
+            early.close()
+        stream = decoding(
+            encoder.spec.preprocess, model_on_cpu=on_cpu, for_device=on_device is not None
+        )
+    started = time.perf_counter()
     done_recs: list[ImageRecord] = []
     pixels: list[np.ndarray] = []
     payloads: list[JpegPayload] = []
@@ -377,11 +480,6 @@ def _embed_all(
         if on_progress:
             on_progress(Progress(done, len(work), len(result.skipped)))
 
-    paths = [e.path for e, _ in work]
-    stream = decoded_stream(
-        paths, spec, workers=workers, max_pixels=settings.max_pixels, lookahead=3 * batch_size,
-        for_device=on_device is not None,
-    )  # fmt: skip
     for item in stream:
         if isinstance(item, DecodeFailed):
             fail(item)
@@ -396,6 +494,14 @@ def _embed_all(
         flush()
     result.embed_seconds = time.perf_counter() - started
     return encoder
+
+
+def _model_on_cpu(settings: Settings) -> bool:
+    """Whether the model will run on the CPU, guessed without importing torch (an NVIDIA
+    driver's device node means `auto` may pick CUDA; the loaded model's device is checked)."""
+    return settings.device == "cpu" or (
+        settings.device == "auto" and not os.path.exists("/dev/nvidiactl")
+    )
 
 
 def _ensure_text_encoder(
@@ -449,4 +555,13 @@ def _stat(path: str) -> tuple[int, int]:
         return 0, 0
 
 
-__all__ = ["ERROR", "IndexResult", "Plan", "Progress", "decoded_stream", "plan", "run"]
+__all__ = [
+    "ERROR",
+    "DecodeStream",
+    "IndexResult",
+    "Plan",
+    "Progress",
+    "decoded_stream",
+    "plan",
+    "run",
+]

@@ -1,0 +1,113 @@
+"""Decoding overlaps model loading: the pool starts before the model loads, the model's own
+preprocessing is what counts, and workers yield the CPU to the model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsearch import modelspec
+from imgsearch.library import Library
+from imgsearch.modelspec import ModelSpec, PreprocessSpec
+from indexer import pipeline
+from indexer.decode import Decoded, decode
+
+SPEC = PreprocessSpec((32, 32), (0.5,) * 3, (0.5,) * 3)
+
+
+def test_decoding_starts_on_construction_before_any_image_is_taken(pictures):
+    paths = [str(p) for p in pictures[:12]]
+    want = [decode(p, SPEC, max_pixels=10**8).pixels for p in paths]
+    stream = pipeline.DecodeStream(
+        paths, SPEC, workers=2, max_pixels=10**8, lookahead=8, startup=64
+    )
+    deadline = time.monotonic() + 60
+    while stream.backlog() < len(paths) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for p in paths:  # gone before the first item is taken: only early decoding can succeed
+        os.unlink(p)
+    got = list(stream)
+    assert all(isinstance(item, Decoded) for item in got), got
+    assert [item.path for item in got] == paths
+    for item, pixels in zip(got, want):
+        np.testing.assert_array_equal(item.pixels, pixels)
+
+
+def test_a_closed_stream_stops_its_workers(pictures):
+    stream = pipeline.DecodeStream(
+        [str(p) for p in pictures], SPEC, workers=2, max_pixels=10**8, lookahead=4
+    )
+    stream.close()
+    assert list(stream) == []
+
+
+@pytest.fixture
+def seen_specs(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "model-specs.json"
+    monkeypatch.setattr(modelspec, "_seen_path", lambda: path)
+    return path
+
+
+def _events(monkeypatch) -> list[str]:
+    events: list[str] = []
+
+    class Recording(pipeline.DecodeStream):
+        def __init__(self, *args, **kwargs):
+            events.append(f"decode {args[1].size[0]}px")
+            super().__init__(*args, **kwargs)
+
+    from imgsearch import encoder
+
+    real = encoder.load_encoder
+
+    def load(*args, **kwargs):
+        events.append("load model")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "DecodeStream", Recording)
+    monkeypatch.setattr(encoder, "load_encoder", load)
+    return events
+
+
+def _vectors(library: Path) -> dict[str, bytes]:
+    with Library.open(library) as lib:
+        known = lib.known_files()
+        ids, mats = zip(*lib.vectors())
+    by_id = dict(zip(np.concatenate(ids).tolist(), np.concatenate(mats)))
+    return {Path(p).name: by_id[row.id].tobytes() for p, row in known.items()}
+
+
+def test_index_decodes_while_the_model_loads_and_checks_its_spec(
+    run, tiny_model, pictures, seen_specs, tmp_path, monkeypatch
+):
+    folder = str(pictures[0].parent)
+    events = _events(monkeypatch)
+    run("index", folder, "--model", tiny_model, "--library", tmp_path / "first")
+    size = Library.open(tmp_path / "first").model_spec().preprocess.size[0]
+    assert events == ["load model", f"decode {size}px"]  # nothing known yet: load first
+
+    events.clear()  # a new library, a model this machine has loaded: decode first
+    run("index", folder, "--model", tiny_model, "--library", tmp_path / "second")
+    assert events == [f"decode {size}px", "load model"]
+    assert _vectors(tmp_path / "second") == _vectors(tmp_path / "first")
+
+    spec = Library.open(tmp_path / "first").model_spec()
+    wrong = ModelSpec(spec.name, spec.pretrained, spec.dim, SPEC)  # a stale cache entry
+    modelspec.remember(wrong)
+    events.clear()
+    run("index", folder, "--model", tiny_model, "--library", tmp_path / "third")
+    assert events == ["decode 32px", "load model", f"decode {size}px"]  # redone at the right size
+    assert _vectors(tmp_path / "third") == _vectors(tmp_path / "first")
+
+
+def test_workers_can_run_at_a_lower_priority():
+    code = "from indexer import lifeline; import os; lifeline.worker_init(7); print(os.nice(0))"
+    before = os.nice(0)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) == min(19, before + 7)
