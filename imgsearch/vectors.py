@@ -43,7 +43,7 @@ class IndexParams:
     """How a library's FAISS index is built and searched (the settings of the same names)."""
 
     exact_max: int = 30_000
-    nprobe: int = 32
+    nprobe: int = 64
     rerank: int = 4
 
     @classmethod

@@ -16,18 +16,6 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def worker_init(niceness: int = 0) -> None:
-    """Pool initializer: `exit_with_run`, at a lower CPU priority when asked.
-
-    On CPU the model and the decode workers share the cores; niced workers decode in the gaps
-    the model's threads leave instead of preempting them (measured on 2 cores, 500 photos:
-    34.5-36.5 s at nice 19 against 37.0-37.2 s at nice 0).
-    """
-    if niceness:
-        os.nice(niceness)
-    exit_with_run()
-
-
 def exit_with_run() -> None:
     """Pool initializer: exit when the run that asked for this worker dies, even by SIGKILL.
 

@@ -1,11 +1,9 @@
 """Decoding overlaps model loading: the pool starts before the model loads, the model's own
-preprocessing is what counts, and workers yield the CPU to the model."""
+preprocessing is what counts, and a gated stream decodes only while its consumer waits."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -106,8 +104,18 @@ def test_index_decodes_while_the_model_loads_and_checks_its_spec(
     assert _vectors(tmp_path / "third") == _vectors(tmp_path / "first")
 
 
-def test_workers_can_run_at_a_lower_priority():
-    code = "from indexer import lifeline; import os; lifeline.worker_init(7); print(os.nice(0))"
-    before = os.nice(0)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout) == min(19, before + 7)
+def test_a_gated_stream_decodes_only_while_its_consumer_waits(pictures):
+    """Between batches the model computes; a gated stream must not decode under it."""
+    paths = [str(p) for p in pictures[:12]]
+    stream = pipeline.DecodeStream(
+        paths, SPEC, workers=2, max_pixels=10**8, lookahead=4, gated=True
+    )
+    items = iter(stream)
+    first = [next(items) for _ in range(4)]  # one batch taken; the consumer now "computes"
+    time.sleep(0.5)
+    for p in paths[4:]:  # nothing more may have been decoded meanwhile
+        os.unlink(p)
+    rest = list(items)
+    assert all(isinstance(item, Decoded) for item in first)
+    assert [item.path for item in rest] == paths[4:]
+    assert not any(isinstance(item, Decoded) for item in rest)

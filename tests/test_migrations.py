@@ -33,7 +33,16 @@ def test_library_at_first_revision_is_migrated_and_keeps_its_data(tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (SCHEMA_HEAD,)
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "ix_images_fingerprint" in names
+    assert {"ix_images_fingerprint", "ix_images_vector_gen"} <= names
+    columns = {r[1] for r in con.execute("PRAGMA table_info(images)")}
+    assert "vector_gen" in columns  # NULL for old rows: older than any IVF file
+
+
+def test_new_library_uses_16k_pages_for_its_2k_vectors(tmp_path):
+    Library.open(tmp_path, create=True).close()
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    assert con.execute("PRAGMA page_size").fetchone() == (16384,)
+    assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_newer_schema_is_refused(tmp_path):
