@@ -25,7 +25,7 @@ ROWS = (
     ("machine", "cpu", "cpu_count", "device", "precision", "model", "date", "quick"),
     ("loadavg_start", "loadavg_end"),
     ("torch_threads", "batch_size", "workers", "search_threads"),
-    ("encode_img_s", "decode_img_s", "index_img_s", "index_efficiency"),
+    ("encode_img_s", "encode_img_s_after_index", "decode_img_s", "index_img_s", "index_efficiency"),
     ("index_images", "index_wall_s", "index_reported_s", "index_fixed_s"),
     ("index_steady_img_s", "index_steady_efficiency"),
     ("decode_12mp_img_s", "index_12mp_img_s", "index_12mp_efficiency", "index_12mp_images"),
