@@ -577,18 +577,10 @@ class Library:
         self, ids: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """(ids found, their stored vectors) in one snapshot: exact re-ranking of IVF hits."""
-        found: list[tuple[int, bytes]] = []
-        wanted = [int(i) for i in ids]
-        with self._snapshot() as cur:
-            dim = int(self.meta(cur).get("dim", "0") or 0)
-            for start in range(0, len(wanted), 900):
-                part = wanted[start : start + 900]
-                found += cur.execute(
-                    f"SELECT id, vector FROM images WHERE status = ? "
-                    f"AND id IN ({','.join('?' * len(part))})",
-                    [OK, *part],
-                ).fetchall()
-        return _chunk(found, dim)
+        parts = list(self.vectors(only=ids))
+        if not parts:
+            return _chunk([], int(self.meta().get("dim", "0") or 0))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def vector_index(self, params: IndexParams) -> tuple[int, VectorIndex]:
         """(generation, search index) matching SQLite right now: the FAISS file when it is
