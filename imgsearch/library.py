@@ -645,13 +645,27 @@ class Library:
         from imgsearch import vectors
 
         n = self.count_ok(cur) if n is None else n
-        if n > params.exact_max:
-            updated = self._update_saved(cur, meta, params, n)
-            if updated is not None:
-                return updated
-        return vectors.build(
-            self.vectors(cur), dim=int(meta.get("dim", "0") or 0), params=params, total=n
-        )
+        if n <= params.exact_max:
+            return vectors.build(
+                self.vectors(cur), dim=int(meta.get("dim", "0") or 0), params=params, total=n
+            )
+        updated = self._update_saved(cur, meta, params, n)
+        if updated is not None:
+            return updated
+        # Two passes, so memory holds the k-means sample and the 8-bit codes, never every float
+        # vector (building a 100k library: peak RSS 709 MB holding them all, 418 MB like this).
+        ok = cur.execute("SELECT id FROM images WHERE status = ? ORDER BY id", (OK,)).fetchall()
+        ids = np.fromiter((r[0] for r in ok), dtype=np.int64, count=len(ok))
+        wanted = ids[vectors.sample_positions(n)]
+        sample = np.empty((len(wanted), int(meta.get("dim", "0") or 0)), np.float32)
+        filled = 0
+        for _, mat in self.vectors(cur, only=wanted):
+            sample[filled : filled + len(mat)] = mat
+            filled += len(mat)
+        index = vectors.trained_ivf(sample[:filled], n, params)
+        del sample
+        vectors.update(index, np.empty(0, np.int64), self.vectors(cur, batch=8192))
+        return index
 
     def _update_saved(
         self, cur: sqlite3.Cursor, meta: dict[str, str], params: IndexParams, n: int

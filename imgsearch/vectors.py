@@ -175,8 +175,8 @@ def build(
     params: IndexParams,
     total: int | None = None,
 ) -> VectorIndex:
-    """Build an index from (ids, vectors) chunks: exact when the library is small, IVF-SQ8 when
-    big (k-means on a sample of at most 40 points per list, 8-bit codes trained on the same)."""
+    """Build an index from (ids, vectors) chunks held in memory: exact when the library is
+    small, IVF-SQ8 when big. (Library builds big ones in two passes over SQLite instead.)"""
     import faiss
 
     parts = list(chunks)
@@ -184,41 +184,44 @@ def build(
     if dim <= 0:
         dim = parts[0][1].shape[1] if parts else 1
     if n > params.exact_max:
-        inner, kind, trained = _trained_ivf(parts, dim, n), "ivf", n
+        picks = sample_positions(n)
+        sample = np.empty((len(picks), dim), np.float32)
+        filled, offset = 0, 0
+        for _ids, mat in parts:  # gather the sample from the chunks without concatenating them
+            lo = np.searchsorted(picks, offset)
+            hi = np.searchsorted(picks, offset + len(mat))
+            sample[filled : filled + hi - lo] = mat[picks[lo:hi] - offset]
+            filled += hi - lo
+            offset += len(mat)
+        index = trained_ivf(sample[:filled], n, params)
     else:
-        inner, kind, trained = faiss.IndexFlatIP(dim), "flat", None
-    outer = inner if kind == "ivf" else faiss.IndexIDMap2(inner)
-    index = VectorIndex(outer, kind, params, trained_n=trained)
+        index = VectorIndex(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), "flat", params)
     update(index, np.empty(0, np.int64), parts)
     return index
 
 
-def _trained_ivf(
-    parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]], dim: int, n: int
-) -> Any:
+def sample_positions(n: int) -> npt.NDArray[np.int64]:
+    """Sorted positions (0..n-1) of the vectors k-means trains on: 40 per IVF list at most."""
+    rng = np.random.default_rng(1234)
+    return np.sort(rng.choice(n, min(n, MAX_TRAIN_PER_LIST * nlist_for(n)), replace=False))
+
+
+def trained_ivf(sample: npt.NDArray[np.float32], n: int, params: IndexParams) -> VectorIndex:
+    """An empty IVF-SQ8 index for a library of n vectors: spherical k-means on `sample` for the
+    lists, 8-bit ranges fitted on the same sample."""
     import faiss
 
-    nlist = nlist_for(n)
-    sample_n = min(n, MAX_TRAIN_PER_LIST * nlist)
-    rng = np.random.default_rng(1234)
-    picks = np.sort(rng.choice(n, sample_n, replace=False))
-    sample = np.empty((sample_n, dim), np.float32)
-    filled, offset = 0, 0
-    for _ids, mat in parts:  # gather the sample from the chunks without concatenating them
-        lo = np.searchsorted(picks, offset)
-        hi = np.searchsorted(picks, offset + len(mat))
-        sample[filled : filled + hi - lo] = mat[picks[lo:hi] - offset]
-        filled += hi - lo
-        offset += len(mat)
+    dim, nlist = sample.shape[1], nlist_for(n)
     kmeans = faiss.Kmeans(dim, nlist, niter=10, spherical=True, seed=1234)
-    kmeans.train(sample[:filled])
+    kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
     quantizer = faiss.IndexFlatIP(dim)
     quantizer.add(kmeans.centroids)
     ivf = faiss.IndexIVFScalarQuantizer(
         quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
     )
-    ivf.train(sample[:filled])  # the quantizer is trained: this fits the 8-bit ranges only
-    return ivf  # the Python wrapper keeps `quantizer` alive (faiss's referenced_objects)
+    ivf.train(sample)  # the quantizer is trained: this fits the 8-bit ranges only
+    # the Python wrapper keeps `quantizer` alive (faiss's referenced_objects)
+    return VectorIndex(ivf, "ivf", params, trained_n=n)
 
 
 def update(

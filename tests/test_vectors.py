@@ -189,7 +189,7 @@ def test_library_updates_its_ivf_file_in_place_without_retraining(ivf_library, m
     gone = [row.id for path, row in known.items() if path.endswith(("/7.jpg", "/8.jpg"))]
     lib.remove(gone)
 
-    monkeypatch.setattr(vectors, "_trained_ivf", _fail_if_called)
+    monkeypatch.setattr(vectors, "trained_ivf", _fail_if_called)
     lib.save_vector_index(PARAMS)
     meta = lib.meta()
     assert meta["faiss_trained"] == "1200" and int(meta["faiss_count"]) == 1200 + 300 - 2
