@@ -156,7 +156,8 @@ class Library:
         self.db = path / DB_NAME
         self._engine: sa.Engine | None = None
         self._reader: sqlite3.Connection | None = None
-        self._read_lock = threading.Lock()
+        self._read_lock = threading.RLock()
+        self._read_cursor: sqlite3.Cursor | None = None  # the open snapshot (lock held)
         self._lock_fd: int | None = None
         self._index_cache: tuple[int, IndexParams, VectorIndex] | None = None
 
@@ -208,17 +209,30 @@ class Library:
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Cursor]:
-        """A consistent read: every statement inside sees the same committed state."""
+        """A consistent read: every statement inside sees the same committed state. Nested
+        snapshots (in the same thread) share the outer one, see `reading`."""
         with self._read_lock:
+            if self._read_cursor is not None:
+                yield self._read_cursor
+                return
             if self._reader is None:
                 self._reader = self._connect_reader()
             cur = self._reader.cursor()
             cur.execute("BEGIN")
+            self._read_cursor = cur
             try:
                 yield cur
             finally:
+                self._read_cursor = None
                 cur.execute("COMMIT")
                 cur.close()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Make every read inside one snapshot: a search's FAISS index, re-rank vectors and
+        metadata then come from the same state of the library, whatever a writer does."""
+        with self._snapshot():
+            yield
 
     def _connect_reader(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)

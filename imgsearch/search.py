@@ -219,22 +219,20 @@ class Searcher:
         k = k or s.limit
         floor = s.min_score if min_score is None else min_score
         excluded = set(exclude)
-        allowed = None
-        if folder is not None:
-            allowed = self.library.ids_under(os.path.abspath(os.path.expanduser(folder)))
-            if len(allowed) == 0:
-                return []
-        for _attempt in range(5):
-            gen, index = self.library.vector_index(IndexParams.from_settings(s))
+        with self.library.reading():  # index, re-rank vectors and metadata: one library state
+            allowed = None
+            if folder is not None:
+                allowed = self.library.ids_under(os.path.abspath(os.path.expanduser(folder)))
+                if len(allowed) == 0:
+                    return []
+            _gen, index = self.library.vector_index(IndexParams.from_settings(s))
             scores, ids = index.search(vector[None, :], k + len(excluded), allowed)
             pairs = [
                 (int(i), float(sc))
                 for i, sc in zip(ids[0], scores[0])
                 if i >= 0 and i not in excluded
             ]
-            now_gen, info = self.library.info(i for i, _ in pairs)
-            if now_gen == gen:
-                break  # ids and metadata come from one state of the library
+            _gen, info = self.library.info(i for i, _ in pairs)
         hits = [
             Hit(info[i].path, sc, i, info[i].width, info[i].height, info[i].taken_at)
             for i, sc in pairs
