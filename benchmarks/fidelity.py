@@ -7,6 +7,7 @@ same file decoded at full size (and oriented, as the indexer does), mapped back 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -19,27 +20,30 @@ import numpy.typing as npt
 
 from imgsearch.modelspec import PreprocessSpec
 
-_transforms: dict[PreprocessSpec, Any] = {}
+
+@functools.cache
+def clip_transform(spec: PreprocessSpec) -> Any:
+    """open_clip's own eval preprocessing for `spec`: the reference the indexer must match."""
+    import open_clip
+
+    size = spec.size[0] if spec.size[0] == spec.size[1] else spec.size
+    return open_clip.image_transform(
+        size,
+        is_train=False,
+        mean=spec.mean,
+        std=spec.std,
+        resize_mode=spec.resize_mode,
+        interpolation=spec.interpolation,
+        fill_color=spec.fill_color,
+    )
 
 
 def reference_input(path: str, spec: PreprocessSpec, max_pixels: int) -> npt.NDArray[np.uint8]:
     """open_clip's eval transform of the full-size oriented image, as uint8 (H, W, 3)."""
-    import open_clip
-
     from indexer.decode import open_image
 
-    transform = _transforms.get(spec)
-    if transform is None:
-        transform = _transforms[spec] = open_clip.image_transform(
-            spec.size,
-            is_train=False,
-            mean=spec.mean,
-            std=spec.std,
-            resize_mode=spec.resize_mode,
-            interpolation=spec.interpolation,
-            fill_color=spec.fill_color,
-        )
-    tensor = transform(open_image(path, max_pixels=max_pixels, draft_to=None)).numpy()
+    image = open_image(path, max_pixels=max_pixels, draft_to=None)
+    tensor = clip_transform(spec)(image).numpy()
     mean = np.asarray(spec.mean, dtype=np.float64)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float64)[:, None, None]
     pixels = (tensor.astype(np.float64) * std + mean) * 255.0

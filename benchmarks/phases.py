@@ -61,7 +61,7 @@ def encode(params: dict[str, Any]) -> dict[str, Any]:
 
 @phase
 def decode(params: dict[str, Any]) -> dict[str, Any]:
-    """decode + preprocess alone through indexer.pipeline.decoded_stream."""
+    """decode + preprocess alone through indexer.pipeline.DecodeStream."""
     paths = [Path(p) for p in params["paths"]]
     settings, decoder = _settings(), None
     if params["device"].startswith("cuda"):  # the indexer may decode JPEGs on the GPU

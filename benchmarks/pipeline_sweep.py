@@ -3,7 +3,7 @@
     python benchmarks/pipeline_sweep.py --photos ../shared/photos/imagenet-500 -n 128 \\
         --workers 1,2 --threads 1,2 --rounds 2
 
-Runs indexer.pipeline.decoded_stream (as the indexer sets it up) feeding Encoder.embed_pixels in
+Runs indexer.pipeline.DecodeStream (as the indexer sets it up) feeding Encoder.embed_pixels in
 batches, in one process with the model loaded once, for every (workers, torch threads) pair;
 rounds alternate the order so drifting machine load hits every pair alike. No storage, no
 start-up: this is the rate `imgsearch index` can reach between its fixed costs.
@@ -39,17 +39,18 @@ def pipeline_rate(
     import torch
 
     from indexer.decode import Decoded
-    from indexer.pipeline import decoded_stream
+    from indexer.pipeline import DecodeStream
 
     torch.set_num_threads(threads)
     batch: list[np.ndarray] = []
     t0 = time.perf_counter()
-    stream = decoded_stream(
+    stream = DecodeStream(
         [str(p) for p in paths],
         encoder.spec.preprocess,
         workers=workers,
         max_pixels=settings.max_pixels,
-        lookahead=3 * settings.batch_size,
+        lookahead=settings.batch_size,
+        gated=True,  # as indexer.pipeline._embed_all decodes for a model on the CPU
     )
     for item in stream:
         if isinstance(item, Decoded):

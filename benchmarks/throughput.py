@@ -41,13 +41,13 @@ def encode_rate(encoder: Encoder, batch_size: int, *, seconds: float = 20.0) -> 
 def decode_rate(
     paths: list[Path], spec: PreprocessSpec, settings: Settings, device_decoder: Any = None
 ) -> tuple[float, int]:
-    """(images/s, failures) of indexer.pipeline.decoded_stream with the indexer's worker setup.
+    """(images/s, failures) of indexer.pipeline.DecodeStream with the indexer's worker setup.
 
     With `device_decoder` (indexer.pipeline.device_decoder's GPU JPEG decoder, which the
     indexer uses when the model runs on CUDA), JPEGs go through it in batches as in indexing.
     """
     from indexer.decode import DecodeFailed
-    from indexer.pipeline import decoded_stream
+    from indexer.pipeline import DecodeStream
 
     workers = settings.workers or (os.cpu_count() or 1)  # as indexer.pipeline._embed_all
     failed = 0
@@ -59,7 +59,7 @@ def decode_rate(
         return sum(isinstance(r, DecodeFailed) for r in records)
 
     t0 = time.perf_counter()
-    stream = decoded_stream(
+    stream = DecodeStream(
         [str(p) for p in paths],
         spec,
         workers=workers,

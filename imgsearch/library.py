@@ -437,21 +437,19 @@ class Library:
             return None
         return row[0], np.frombuffer(row[1], dtype=np.float32).copy()
 
-    def info(self, ids: Iterable[int]) -> tuple[int, dict[int, ImageInfo]]:
-        """(generation, metadata of the ids that exist) read in one snapshot, so a caller can
-        tell whether a concurrent run changed the library since its index was loaded."""
+    def info(self, ids: Iterable[int]) -> dict[int, ImageInfo]:
+        """Metadata of the ids that exist (inside `reading()`, of the same state as the index)."""
         wanted = [int(i) for i in ids]
+        if not wanted:
+            return {}
         marks = ",".join("?" * len(wanted))
         with self._snapshot() as cur:
-            gen = int(self.meta(cur).get("generation", "0"))
-            if not wanted:
-                return gen, {}
             rows = cur.execute(
                 f"SELECT id, path, width, height, taken_at FROM images "
                 f"WHERE status = ? AND id IN ({marks})",
                 [OK, *wanted],
             ).fetchall()
-        return gen, {r[0]: ImageInfo(*r) for r in rows}
+        return {r[0]: ImageInfo(*r) for r in rows}
 
     def ids_under(self, folder: str) -> npt.NDArray[np.int64]:
         prefix = folder.rstrip(os.sep) + os.sep
@@ -596,21 +594,25 @@ class Library:
             return _chunk([], int(self.meta().get("dim", "0") or 0))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def vector_index(self, params: IndexParams) -> tuple[int, VectorIndex]:
-        """(generation, search index) matching SQLite right now: the FAISS file when it is
-        valid, else one derived in memory (a writer saves it with `save_vector_index`)."""
+    def vector_index(self, params: IndexParams) -> VectorIndex:
+        """The search index matching SQLite right now: the FAISS file when it is valid, else
+        one derived in memory (a writer saves it with `save_vector_index`)."""
         from imgsearch import vectors
 
         with self._snapshot() as cur:
             meta = self.meta(cur)
             gen = int(meta.get("generation", "0"))
             if self._index_cache and self._index_cache[:2] == (gen, params):
-                return gen, self._index_cache[2]
+                return self._index_cache[2]
             index = vectors.load(self.path, meta, cur, params) or self._derive(cur, meta, params)
+        return self._keep(gen, params, index)
+
+    def _keep(self, gen: int, params: IndexParams, index: VectorIndex) -> VectorIndex:
+        """Cache the index of generation `gen`; an IVF index re-ranks with vectors from here."""
         if index.kind == "ivf":
             index.fetch = self.vectors_for_ids
         self._index_cache = (gen, params, index)
-        return gen, index
+        return index
 
     def save_vector_index(self, params: IndexParams) -> None:
         """Bring the FAISS file up to date with SQLite and swap it in atomically (writer only)."""
@@ -620,7 +622,7 @@ class Library:
             meta = self.meta(cur)
             gen = int(meta.get("generation", "0"))
             name = meta.get("faiss_file")
-            n = self.count_ok(cur)
+            n = self.count()
             wanted = "ivf" if n > params.exact_max else "flat"
             current = name and meta.get("faiss_generation") == str(gen)
             if current and meta.get("faiss_kind") == wanted and (self.path / name).is_file():
@@ -630,21 +632,13 @@ class Library:
             name = vectors.save(self.path, index, gen)
         except OSError as exc:
             raise _wrap_db_error(self.path, exc) from exc
-        updated = index.kind == "ivf" and index.trained_n is None
-        trained = meta.get("faiss_trained", "") if updated else (index.trained_n or "")
         with self._writing() as conn:
             self._set_meta(
                 conn, faiss_file=name, faiss_generation=gen, faiss_count=index.ntotal,
-                faiss_kind=index.kind, faiss_trained=trained,
+                faiss_kind=index.kind, faiss_trained=index.trained_n or "",
             )  # fmt: skip
         vectors.remove_stale_files(self.path, keep=name)
-        if index.kind == "ivf":
-            index.fetch = self.vectors_for_ids
-        self._index_cache = (gen, params, index)
-
-    @staticmethod
-    def count_ok(cur: sqlite3.Cursor) -> int:
-        return cur.execute("SELECT count(*) FROM images WHERE status = ?", (OK,)).fetchone()[0]
+        self._keep(gen, params, index)
 
     def _derive(
         self,
@@ -658,7 +652,7 @@ class Library:
         a fresh build (k-means for IVF)."""
         from imgsearch import vectors
 
-        n = self.count_ok(cur) if n is None else n
+        n = self.count() if n is None else n
         if n <= params.exact_max:
             return vectors.build(
                 self.vectors(cur), dim=int(meta.get("dim", "0") or 0), params=params, total=n
@@ -693,7 +687,7 @@ class Library:
         raw = vectors.read(self.path / name, mmap=False)
         if raw is None or vectors.kind_of(raw) != "ivf" or str(raw.d) != meta.get("dim"):
             return None
-        index = vectors.VectorIndex(raw, "ivf", params)
+        index = vectors.VectorIndex(raw, "ivf", params, trained_n=trained)
         ok = cur.execute("SELECT id FROM images WHERE status = ?", (OK,)).fetchall()
         ok_ids = np.fromiter((r[0] for r in ok), dtype=np.int64, count=len(ok))
         changed = cur.execute(

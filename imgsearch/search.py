@@ -225,14 +225,14 @@ class Searcher:
                 allowed = self.library.ids_under(os.path.abspath(os.path.expanduser(folder)))
                 if len(allowed) == 0:
                     return []
-            _gen, index = self.library.vector_index(IndexParams.from_settings(s))
+            index = self.library.vector_index(IndexParams.from_settings(s))
             scores, ids = index.search(vector[None, :], k + len(excluded), allowed)
             pairs = [
                 (int(i), float(sc))
                 for i, sc in zip(ids[0], scores[0])
                 if i >= 0 and i not in excluded
             ]
-            _gen, info = self.library.info(i for i, _ in pairs)
+            info = self.library.info(i for i, _ in pairs)
         hits = [
             Hit(info[i].path, sc, i, info[i].width, info[i].height, info[i].taken_at)
             for i, sc in pairs

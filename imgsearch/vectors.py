@@ -74,7 +74,7 @@ class VectorIndex:
     kind: str  # "flat" (exact) or "ivf" (approximate)
     params: IndexParams = IndexParams()
     fetch: Fetch | None = None
-    trained_n: int | None = None  # IVF built here: the vector count its k-means saw
+    trained_n: int | None = None  # IVF: the library size its k-means was trained for
 
     @property
     def ntotal(self) -> int:
@@ -125,17 +125,11 @@ class VectorIndex:
         """Exact scores for each row's candidates, best k kept."""
         assert self.fetch is not None
         out_s, out_i = _empty(q.shape[0], k)
-        found = candidates[candidates >= 0]
-        ids, mat = self.fetch(np.unique(found))
-        row_of = {int(i): r for r, i in enumerate(ids)}
+        ids, mat = self.fetch(np.unique(candidates[candidates >= 0]))
         for r in range(q.shape[0]):
-            mine = [row_of[int(i)] for i in candidates[r] if i >= 0 and int(i) in row_of]
-            if not mine:
-                continue
-            scores = mat[mine] @ q[r]
-            best = np.argsort(-scores, kind="stable")[:k]
-            out_s[r, : len(best)] = scores[best]
-            out_i[r, : len(best)] = ids[mine][best]
+            mine = np.isin(ids, candidates[r])
+            scores, best = _exact_among(q[r : r + 1], k, ids[mine], mat[mine])
+            out_s[r], out_i[r] = scores[0], best[0]
         return out_s, out_i
 
 
@@ -336,7 +330,8 @@ def load(
             "FAISS file %s has %d vectors, SQLite %d; rebuilding", path, index.ntotal, count
         )
         return None
-    found = VectorIndex(index, kind_of(index), params)
+    trained = int(meta.get("faiss_trained", "") or 0) or None
+    found = VectorIndex(index, kind_of(index), params, trained_n=trained)
     # Spot-check three stored rows (first, last, one at random) against the file: the exact
     # vector for a flat index, the id's presence for IVF (its 8-bit codes are approximations).
     offsets = sorted({0, count - 1, random.randrange(count)}) if count else []

@@ -8,11 +8,13 @@ checked against `max_pixels` before any pixel is decoded, and JPEGs decode at re
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import stat
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -278,7 +280,10 @@ def _load(path: str, max_pixels: int, draft_to: tuple[int, int] | None) -> _Load
         return _load_file(path, max_pixels, draft_to)
 
 
-def _load_file(path: str, max_pixels: int, draft_to: tuple[int, int] | None) -> _Loaded:
+@contextlib.contextmanager
+def _opened(path: str) -> Iterator[tuple[int, os.stat_result, str, Image.Image]]:
+    """(fd, stat, fingerprint, identified image) of a file opened once; nothing decoded yet.
+    Shared by the CPU decode and the GPU path's payload reader."""
     formats = _setup()
     fd, st = _open_fd(path)
     with os.fdopen(fd, "rb") as fh:
@@ -287,7 +292,11 @@ def _load_file(path: str, max_pixels: int, draft_to: tuple[int, int] | None) -> 
             fingerprint = fingerprint_fd(fd, st.st_size)
         except OSError as exc:
             raise DecodeError(path, _os_reason(exc, path)) from exc
-        image = _identify(fh, head, path, formats)
+        yield fd, st, fingerprint, _identify(fh, head, path, formats)
+
+
+def _load_file(path: str, max_pixels: int, draft_to: tuple[int, int] | None) -> _Loaded:
+    with _opened(path) as (fd, st, fingerprint, image):
         width, height = image.size
         _check_size(path, width, height, max_pixels)  # declared size: bombs never decode
         content = (0.0, 0.0, float(width), float(height))

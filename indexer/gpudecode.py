@@ -32,14 +32,11 @@ from indexer.decode import (
     _check_size,
     _crop_or_pad,
     _exif_facts,
-    _identify,
-    _open_fd,
+    _opened,
     _os_reason,
     _resized_geometry,
-    _setup,
     decode,
 )
-from indexer.walk import fingerprint_fd
 
 if TYPE_CHECKING:
     import torch
@@ -142,15 +139,7 @@ def _fits_device(width: int, height: int, orientation: int, spec: PreprocessSpec
 
 def _read_payload(path: str, spec: PreprocessSpec, max_pixels: int) -> JpegPayload | None:
     """The payload of a device-decodable JPEG, None for the CPU path; bad files raise."""
-    formats = _setup()
-    fd, st = _open_fd(path)
-    with os.fdopen(fd, "rb") as fh:
-        try:
-            head = os.pread(fd, 32, 0)
-            fingerprint = fingerprint_fd(fd, st.st_size)
-        except OSError as exc:
-            raise DecodeError(path, _os_reason(exc, path)) from exc
-        image = _identify(fh, head, path, formats)
+    with _opened(path) as (fd, st, fingerprint, image):
         if image.format not in ("JPEG", "MPO") or image.mode != "RGB":  # CMYK, grey: rare, CPU
             return None
         width, height = image.size

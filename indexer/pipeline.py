@@ -275,22 +275,6 @@ class DecodeStream:
         self.close()
 
 
-def decoded_stream(
-    paths: Sequence[str],
-    spec: PreprocessSpec,
-    *,
-    workers: int,
-    max_pixels: int,
-    lookahead: int,
-    for_device: bool = False,
-) -> DecodeStream:
-    """Decode in a process pool, in order, at most `lookahead` images in flight."""
-    return DecodeStream(
-        paths, spec, workers=workers, max_pixels=max_pixels, lookahead=lookahead,
-        for_device=for_device,
-    )  # fmt: skip
-
-
 def device_decoder(settings: Settings, encoder: Encoder) -> DeviceDecoder | None:
     """The GPU JPEG decoder when settings and hardware allow it, else None (CPU workers)."""
     from indexer import gpudecode
@@ -397,53 +381,9 @@ def _embed_all(
     from indexer.gpudecode import JpegPayload
 
     is_update = {e.path: upd for e, upd in work}
-    stored = library.model_spec()
-    workers = settings.workers or (os.cpu_count() or 1)
     batch_size = settings.batch_size
     paths = [e.path for e, _ in work]
-
-    def decoding(
-        spec: PreprocessSpec, *, model_on_cpu: bool, for_device: bool = False
-    ) -> DecodeStream:
-        return DecodeStream(
-            paths, spec, workers=workers, max_pixels=settings.max_pixels,
-            lookahead=batch_size if model_on_cpu else 3 * batch_size,
-            startup=STARTUP_BATCHES * batch_size,
-            for_device=for_device,
-            gated=model_on_cpu,
-        )  # fmt: skip
-
-    # Decoding starts before the model loads when its input geometry is known (the library's
-    # model, or one this machine has loaded before); the loaded model's own spec is checked.
-    expected = stored or (modelspec.remembered(*model) if model else None)
-    on_cpu = _model_on_cpu(settings)
-    early = None
-    if expected and (on_cpu or settings.decode == "cpu"):
-        early = decoding(expected.preprocess, model_on_cpu=on_cpu)
-    try:
-        encoder = load_encoder()
-        if stored is None:
-            library.set_model_spec(encoder.spec)
-        else:
-            library.check_model(encoder.spec)
-        on_device = device_decoder(settings, encoder)
-    except BaseException:
-        if early is not None:
-            early.close()
-        raise
-    stream = early
-    on_cpu = encoder.device == "cpu"
-    if (
-        early is None
-        or on_device is not None
-        or early.spec != encoder.spec.preprocess
-        or (early.gated != on_cpu)
-    ):
-        if early is not None:
-            early.close()
-        stream = decoding(
-            encoder.spec.preprocess, model_on_cpu=on_cpu, for_device=on_device is not None
-        )
+    encoder, on_device, stream = _load_and_decode(library, paths, settings, load_encoder, model)
     started = time.perf_counter()
     done_recs: list[ImageRecord] = []
     pixels: list[np.ndarray] = []
@@ -491,20 +431,68 @@ def _embed_all(
         if on_progress:
             on_progress(Progress(done, len(work), len(result.skipped)))
 
-    for item in stream:
-        if isinstance(item, DecodeFailed):
-            fail(item)
-        elif isinstance(item, JpegPayload):
-            payloads.append(item)
-        else:
-            done_recs.append(_record(item, np.empty(0, np.float32)))
-            pixels.append(item.pixels)
-        if len(done_recs) + len(payloads) >= batch_size or len(failed) >= batch_size:
-            flush()
+    with stream:
+        for item in stream:
+            if isinstance(item, DecodeFailed):
+                fail(item)
+            elif isinstance(item, JpegPayload):
+                payloads.append(item)
+            else:
+                done_recs.append(_record(item, np.empty(0, np.float32)))
+                pixels.append(item.pixels)
+            if len(done_recs) + len(payloads) >= batch_size or len(failed) >= batch_size:
+                flush()
     if done_recs or payloads or failed:
         flush()
     result.embed_seconds = time.perf_counter() - started
     return encoder
+
+
+def _load_and_decode(
+    library: Library,
+    paths: Sequence[str],
+    settings: Settings,
+    load_encoder: Callable[[], Encoder],
+    model: tuple[str, str] | None,
+) -> tuple[Encoder, DeviceDecoder | None, DecodeStream]:
+    """Load the model with decoding already running when its input geometry is known (the
+    library's model, or one this machine has loaded before); the loaded model's own spec,
+    device and decoder are checked, and decoding restarts if the guess was wrong."""
+    workers = settings.workers or (os.cpu_count() or 1)
+    batch = settings.batch_size
+
+    def decoding(spec: PreprocessSpec, *, on_cpu: bool, for_device: bool = False) -> DecodeStream:
+        return DecodeStream(
+            paths, spec, workers=workers, max_pixels=settings.max_pixels,
+            lookahead=batch if on_cpu else 3 * batch, startup=STARTUP_BATCHES * batch,
+            for_device=for_device, gated=on_cpu,
+        )  # fmt: skip
+
+    stored = library.model_spec()
+    expected = stored or (modelspec.remembered(*model) if model else None)
+    on_cpu = _model_on_cpu(settings)
+    early = None
+    if expected and (on_cpu or settings.decode == "cpu"):
+        early = decoding(expected.preprocess, on_cpu=on_cpu)
+    try:
+        encoder = load_encoder()
+        if stored is None:
+            library.set_model_spec(encoder.spec)
+        else:
+            library.check_model(encoder.spec)
+        on_device = device_decoder(settings, encoder)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    on_cpu = encoder.device == "cpu"
+    wanted = (encoder.spec.preprocess, on_cpu)
+    if early is not None and on_device is None and (early.spec, early.gated) == wanted:
+        return encoder, on_device, early
+    if early is not None:
+        early.close()
+    stream = decoding(encoder.spec.preprocess, on_cpu=on_cpu, for_device=on_device is not None)
+    return encoder, on_device, stream
 
 
 def _model_on_cpu(settings: Settings) -> bool:
@@ -572,7 +560,6 @@ __all__ = [
     "IndexResult",
     "Plan",
     "Progress",
-    "decoded_stream",
     "plan",
     "run",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +12,8 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from imgsearch.cli import cli
-
-SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
+from tests.support.harness import isolated_settings
+from tests.support.photos import SHARED_PHOTOS
 
 
 @pytest.fixture(scope="session")
@@ -24,18 +23,11 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Path:
+def isolated_env(tmp_path: Path, session_cache: Path) -> Iterator[Path]:
     """Each test gets its own library, config and data dirs; the user's are never touched."""
-    for key in list(os.environ):
-        if key.startswith("IMGSEARCH_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
     library = tmp_path / "library"
-    monkeypatch.setenv("IMGSEARCH_LIBRARY", str(library))
-    monkeypatch.setenv("IMGSEARCH_WORKERS", "1")
-    return library
+    with isolated_settings(tmp_path, session_cache, library):
+        yield library
 
 
 @pytest.fixture(scope="session")

@@ -24,25 +24,18 @@ from tests.support.harness import (
     copy_photos,
     lock_holder,
     lock_waiters,
+    no_runs_left,  # noqa: F401  (an autouse fixture: kills leftover runs)
     read_state,
     real_photos,
     row_count,
     run_cli,
     start,
-    stop_all,
     summary_counts,
     wait_until,
 )
 
 BATCH = 8
 pytestmark = pytest.mark.photos
-
-
-@pytest.fixture(autouse=True)
-def _no_runs_left():
-    """Whatever happens in a test, no `imgsearch` it started outlives it."""
-    yield
-    stop_all()
 
 
 @dataclass

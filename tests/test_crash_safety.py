@@ -33,11 +33,11 @@ from tests.support.harness import (
     integrity,
     kill_hard,
     next_second,
+    no_runs_left,  # noqa: F401  (an autouse fixture: kills leftover runs)
     read_state,
     real_photos,
     row_count,
     start,
-    stop_all,
     summary_counts,
     vector_index_contents,
     wait_until,
@@ -46,13 +46,6 @@ from tests.support.harness import (
 BATCH = 8
 
 pytestmark = pytest.mark.photos
-
-
-@pytest.fixture(autouse=True)
-def _no_runs_left():
-    """Whatever happens in a test, no `imgsearch` it started outlives it."""
-    yield
-    stop_all()
 
 
 @dataclass

@@ -38,15 +38,9 @@ from tests.support.corpus import (
     run_unprivileged,
     world_readable_corpus,
 )
+from tests.support.photos import MAX_PIXELS, MEAN, SPEC, STD, needs_photos  # noqa: E402
+from tests.support.photos import SHARED_PHOTOS as PHOTOS  # noqa: E402
 
-PHOTOS = Path(__file__).parents[2] / "shared" / "photos"
-needs_photos = pytest.mark.skipif(
-    not PHOTOS.is_dir(), reason=f"shared test photos not found at {PHOTOS} (../shared/photos)"
-)
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
-SPEC = PreprocessSpec(size=(224, 224), mean=MEAN, std=STD)
-MAX_PIXELS = 200_000_000
 IS_ROOT = os.geteuid() == 0
 
 
@@ -192,19 +186,9 @@ def test_every_pil_mode_converts(mode: str) -> None:
 
 
 def _open_clip_reference(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    from open_clip.transform import image_transform
+    from benchmarks.fidelity import clip_transform
 
-    size = spec.size[0] if spec.size[0] == spec.size[1] else spec.size
-    transform = image_transform(
-        size,
-        is_train=False,
-        mean=spec.mean,
-        std=spec.std,
-        resize_mode=spec.resize_mode,
-        interpolation=spec.interpolation,
-        fill_color=spec.fill_color,
-    )
-    return transform(image).numpy().transpose(1, 2, 0)
+    return clip_transform(spec)(image).numpy().transpose(1, 2, 0)
 
 
 @functools.cache

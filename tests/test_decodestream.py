@@ -37,12 +37,13 @@ def test_decoding_starts_on_construction_before_any_image_is_taken(pictures):
         np.testing.assert_array_equal(item.pixels, pixels)
 
 
-def test_a_closed_stream_stops_its_workers(pictures):
+def test_a_closed_stream_yields_nothing_more_and_closes_twice(pictures):
     stream = pipeline.DecodeStream(
         [str(p) for p in pictures], SPEC, workers=2, max_pixels=10**8, lookahead=4
     )
     stream.close()
     assert list(stream) == []
+    stream.close()
 
 
 @pytest.fixture

@@ -19,15 +19,9 @@ from imgsearch.modelspec import PreprocessSpec
 from indexer.decode import _TRANSPOSE, Decoded, DecodeFailed, decode, open_image, psnr
 from indexer.decode import to_model_input as cpu_model_input
 from indexer.gpudecode import DeviceDecoder, JpegPayload, orient, prepare
+from tests.support.photos import MAX_PIXELS, SPEC, needs_photos  # noqa: E402
+from tests.support.photos import SHARED_PHOTOS as PHOTOS  # noqa: E402
 
-PHOTOS = Path(__file__).parents[2] / "shared" / "photos"
-needs_photos = pytest.mark.skipif(
-    not PHOTOS.is_dir(), reason=f"shared test photos not found at {PHOTOS} (../shared/photos)"
-)
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
-SPEC = PreprocessSpec(size=(224, 224), mean=MEAN, std=STD)
-MAX_PIXELS = 200_000_000
 # The fidelity bar: model input vs open_clip's eval transform of the full-size decode.
 MEDIAN_DB, MIN_DB = 35.0, 30.0
 

@@ -50,7 +50,7 @@ def test_index_all_shared_photos(run, tiny_model, photos, isolated_env, monkeypa
     # orientation: all 18 orientation samples are stored upright with the same shape per set
     with Library.open(isolated_env) as lib:
         shapes = {
-            i.path: (i.width, i.height) for i in lib.info(r.id for r in rows.values())[1].values()
+            i.path: (i.width, i.height) for i in lib.info(r.id for r in rows.values()).values()
         }
     for kind in ("Landscape", "Portrait"):
         sizes = {shapes[str(p)] for p in (photos / "formats" / "orientation").glob(f"{kind}_*.jpg")}

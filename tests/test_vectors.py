@@ -196,7 +196,7 @@ def test_library_updates_its_ivf_file_in_place_without_retraining(ivf_library, m
     np.testing.assert_array_equal(_centroids(lib), centroids_before)
 
     fresh = Library.open(lib.path)  # a reader: loads the saved file
-    _gen, index = fresh.vector_index(PARAMS)
+    index = fresh.vector_index(PARAMS)
     assert index.kind == "ivf" and index.ntotal == 1498
     assert not set(gone) & set(vectors.ids_of(index).tolist())
     for q in changed[:5]:  # the changed vectors are found with their new values
@@ -218,7 +218,7 @@ def test_reader_derives_a_stale_ivf_file_forward_in_memory(ivf_library):
     added = clustered(20, dim=DIM, clusters=40, seed=12)
     store(lib, 7000, added)  # not saved: the file is one generation behind
     reader = Library.open(lib.path)
-    _gen, index = reader.vector_index(PARAMS)
+    index = reader.vector_index(PARAMS)
     assert index.ntotal == 1220
     _, ids = index.search(added[:1], 1)
     assert ids[0, 0] == true_top(reader, added[0], 1)[0]
@@ -230,7 +230,7 @@ def test_library_falls_back_to_exact_when_it_shrinks_below_the_switch(ivf_librar
     lib.remove([row.id for row in lib.known_files().values()][:800])
     lib.save_vector_index(PARAMS)
     assert lib.meta()["faiss_kind"] == "flat"
-    assert lib.vector_index(PARAMS)[1].kind == "flat"
+    assert lib.vector_index(PARAMS).kind == "flat"
 
 
 def _centroids(lib: Library) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.conftest import SHARED_PHOTOS
+from tests.support.photos import SHARED_PHOTOS
 
 IMAGENET = SHARED_PHOTOS / "imagenet-500"
 SUMMARY_RE = re.compile(
@@ -286,7 +286,7 @@ def vector_index_contents(library: Path) -> dict[int, np.ndarray]:
     from imgsearch.vectors import IndexParams
 
     with Library.open(library) as lib:
-        _gen, vindex = lib.vector_index(IndexParams())
+        vindex = lib.vector_index(IndexParams())
         ids = faiss.vector_to_array(vindex.index.id_map)
         return {int(i): vindex.index.reconstruct(int(i)) for i in ids}
 
@@ -342,10 +342,19 @@ def fill_disk(folder: Path) -> Path:
     return filler
 
 
+@pytest.fixture(autouse=True)
+def no_runs_left() -> Iterator[None]:
+    """Whatever happens in a test, no `imgsearch` it started outlives it (autouse where
+    imported)."""
+    yield
+    stop_all()
+
+
 # ---- in-process runs for module-scoped fixtures --------------------------------------------------
 @contextmanager
-def isolated_settings(home: Path, cache: Path) -> Iterator[None]:
-    """Like conftest's `isolated_env`, for fixtures wider than one test."""
+def isolated_settings(home: Path, cache: Path, library: Path | None = None) -> Iterator[None]:
+    """No user config, IMGSEARCH_* variables or XDG dirs of the user's: config and data dirs
+    under `home`, caches in `cache`, one decode worker (conftest's `isolated_env` per test)."""
     with pytest.MonkeyPatch.context() as mp:
         for key in list(os.environ):
             if key.startswith("IMGSEARCH_"):
@@ -354,6 +363,8 @@ def isolated_settings(home: Path, cache: Path) -> Iterator[None]:
         mp.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
         mp.setenv("XDG_CACHE_HOME", str(cache))
         mp.setenv("IMGSEARCH_WORKERS", "1")
+        if library is not None:
+            mp.setenv("IMGSEARCH_LIBRARY", str(library))
         yield
 
 
