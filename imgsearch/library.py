@@ -23,6 +23,7 @@ import numpy as np
 
 from imgsearch.errors import LibraryBusyError, LibraryError, ModelError
 from imgsearch.modelspec import ModelSpec
+from imgsearch.paths import display, from_key, prefix_range, to_key
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -34,7 +35,7 @@ DB_NAME = "library.db"
 LOCK_NAME = "write.lock"
 TEXT_ENCODER_DIR = "text-encoder"
 # The newest migration in migrations/versions; a test keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 OK, ERROR = "ok", "error"
 log = logging.getLogger(__name__)
@@ -55,6 +56,20 @@ class KnownFile:
     mtime_ns: int
     fingerprint: str | None
     status: str
+    root_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Root:
+    """A folder the library was asked to index (`kind` "root"), or one `forget` took out of a
+    root (`kind` "excluded"); `device` is its st_dev when last indexed."""
+
+    id: int
+    path: str
+    device: int | None
+    added_at: str
+    indexed_at: str | None
+    kind: str = "root"
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,8 @@ class ImageRecord:
     height: int
     taken_at: str | None
     vector: npt.NDArray[np.float32]  # (dim,), L2-normalised
+    root_id: int | None = None
+    content_hash: str | None = None  # set when a byte-identical copy was confirmed
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,17 @@ class FailedRecord:
     size: int
     mtime_ns: int
     reason: str
+    root_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """A stored image that may be byte-identical to a new file (same size and partial hash)."""
+
+    id: int
+    path: str
+    content_hash: str | None
+    vector: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -381,19 +409,38 @@ class Library:
         return int(self.meta().get("generation", "0"))
 
     # ---- reads ---------------------------------------------------------------------------
-    def known_files(self, under: Sequence[str] | None = None) -> dict[str, KnownFile]:
-        """Every stored path (or those under the given roots), keyed by path."""
-        sql = "SELECT id, path, size, mtime_ns, fingerprint, status FROM images"
-        args: list[Any] = []
-        if under is not None:
-            conds = []
-            for root in under:
-                prefix = root.rstrip(os.sep) + os.sep
-                conds.append("path = ? OR substr(path, 1, ?) = ?")
-                args += [root, len(prefix), prefix]
-            sql += " WHERE " + (" OR ".join(f"({c})" for c in conds) if conds else "0")
+    def known_files(
+        self,
+        under: Sequence[str] | None = None,
+        *,
+        root_ids: Sequence[int] | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> dict[str, KnownFile]:
+        """Every stored path (no argument), or those at or under `under`, owned by `root_ids`
+        or in `paths` (any of them), keyed by path."""
+        sql = "SELECT id, path, size, mtime_ns, fingerprint, status, root_id FROM images"
         with self._snapshot() as cur:
-            return {r[1]: KnownFile(*r) for r in cur.execute(sql, args)}
+            if under is None and root_ids is None and paths is None:
+                rows = cur.execute(sql).fetchall()
+                return {from_key(r[1]): KnownFile(r[0], from_key(r[1]), *r[2:]) for r in rows}
+            found: dict[str, KnownFile] = {}
+
+            def take(where: str, args: Sequence[Any]) -> None:
+                for r in cur.execute(f"{sql} WHERE {where}", list(args)):
+                    found[from_key(r[1])] = KnownFile(r[0], from_key(r[1]), *r[2:])
+
+            for folder in under or ():
+                low, high = prefix_range(folder)
+                take("path = ? OR (path >= ? AND path < ?)", [to_key(folder), low, high])
+            root_ids = root_ids or ()
+            for start in range(0, len(root_ids), 500):
+                part = list(root_ids[start : start + 500])
+                take(f"root_id IN ({','.join('?' * len(part))})", part)
+            wanted = [p for p in paths or () if p not in found]
+            for start in range(0, len(wanted), 500):
+                part = [to_key(p) for p in wanted[start : start + 500]]
+                take(f"path IN ({','.join('?' * len(part))})", part)
+            return found
 
     def count(self, status: str = OK) -> int:
         with self._snapshot() as cur:
@@ -431,7 +478,7 @@ class Library:
     def vector_for_path(self, path: str) -> tuple[int, npt.NDArray[np.float32]] | None:
         with self._snapshot() as cur:
             row = cur.execute(
-                "SELECT id, vector FROM images WHERE path = ? AND status = ?", (path, OK)
+                "SELECT id, vector FROM images WHERE path = ? AND status = ?", (to_key(path), OK)
             ).fetchone()
         if row is None:
             return None
@@ -449,14 +496,26 @@ class Library:
                 f"WHERE status = ? AND id IN ({marks})",
                 [OK, *wanted],
             ).fetchall()
-        return {r[0]: ImageInfo(*r) for r in rows}
+        return {r[0]: ImageInfo(r[0], from_key(r[1]), *r[2:]) for r in rows}
 
     def ids_under(self, folder: str) -> npt.NDArray[np.int64]:
-        prefix = folder.rstrip(os.sep) + os.sep
+        """Ids of the images inside `folder` (canonical), by a range over the path keys."""
+        low, high = prefix_range(folder)
         with self._snapshot() as cur:
             rows = cur.execute(
-                "SELECT id FROM images WHERE status = ? AND substr(path, 1, ?) = ?",
-                (OK, len(prefix), prefix),
+                "SELECT id FROM images WHERE status = ? AND path >= ? AND path < ?",
+                (OK, low, high),
+            ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def ids_outside_roots(self, root_ids: Sequence[int]) -> npt.NDArray[np.int64]:
+        """Ids of the images that no root in `root_ids` owns (results leave out missing roots)."""
+        marks = ",".join("?" * len(root_ids))
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                f"SELECT id FROM images WHERE status = ? "
+                f"AND (root_id IS NULL OR root_id NOT IN ({marks}))",
+                [OK, *root_ids],
             ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
@@ -465,7 +524,46 @@ class Library:
             rows = cur.execute(
                 "SELECT path, error FROM images WHERE status = ? ORDER BY path", (ERROR,)
             ).fetchall()
-        return [(p, r or "") for p, r in rows]
+        return [(from_key(p), r or "") for p, r in rows]
+
+    # ---- roots ---------------------------------------------------------------------------
+    def roots(self) -> list[Root]:
+        """The folders the library covers (and the excluded ones), in path order."""
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                "SELECT id, path, device, added_at, indexed_at, kind FROM roots ORDER BY path"
+            ).fetchall()
+        return [Root(r[0], from_key(r[1]), *r[2:]) for r in rows]
+
+    def counts_by_root(self) -> dict[int | None, tuple[int, int]]:
+        """root id -> (images indexed, files that failed)."""
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                "SELECT root_id, sum(status = ?), sum(status = ?) FROM images GROUP BY root_id",
+                (OK, ERROR),
+            ).fetchall()
+        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+
+    def copies_of(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], list[StoredCopy]]:
+        """Stored images with these (size, partial hash) pairs: candidates for vector sharing."""
+        wanted = sorted(set(keys))
+        found: dict[tuple[int, str], list[StoredCopy]] = {}
+        with self._snapshot() as cur:
+            for start in range(0, len(wanted), 400):
+                part = set(wanted[start : start + 400])
+                marks = ",".join("?" * len(part))
+                rows = cur.execute(
+                    f"SELECT id, path, size, fingerprint, content_hash, vector FROM images "
+                    f"WHERE status = ? AND fingerprint IN ({marks})",
+                    [OK, *(fp for _, fp in part)],
+                ).fetchall()
+                for rid, key, size, fp, chash, blob in rows:
+                    if (size, fp) in part:
+                        vec = np.frombuffer(blob, dtype=np.float32).copy()
+                        found.setdefault((size, fp), []).append(
+                            StoredCopy(rid, from_key(key), chash, vec)
+                        )
+        return found
 
     def last_run(self) -> dict[str, Any] | None:
         with self._snapshot() as cur:
@@ -512,18 +610,20 @@ class Library:
             gen = self._bump(conn)
             rows = [
                 dict(
-                    path=rec.path, size=rec.size, mtime_ns=rec.mtime_ns,
+                    path=to_key(rec.path), size=rec.size, mtime_ns=rec.mtime_ns,
                     fingerprint=rec.fingerprint, width=rec.width, height=rec.height,
                     taken_at=rec.taken_at, status=OK, error=None,
                     vector=np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes(),
-                    indexed_at=stamp, vector_gen=gen,
+                    indexed_at=stamp, vector_gen=gen, root_id=rec.root_id,
+                    content_hash=rec.content_hash,
                 )
                 for rec in done
             ] + [
                 dict(
-                    path=fail.path, size=fail.size, mtime_ns=fail.mtime_ns, fingerprint=None,
-                    width=None, height=None, taken_at=None, status=ERROR, error=fail.reason,
-                    vector=None, indexed_at=stamp, vector_gen=None,
+                    path=to_key(fail.path), size=fail.size, mtime_ns=fail.mtime_ns,
+                    fingerprint=None, width=None, height=None, taken_at=None, status=ERROR,
+                    error=fail.reason, vector=None, indexed_at=stamp, vector_gen=None,
+                    root_id=fail.root_id, content_hash=None,
                 )
                 for fail in failed
             ]  # fmt: skip
@@ -534,23 +634,87 @@ class Library:
             )
             conn.execute(stmt, rows)
 
-    def move(self, moves: Sequence[tuple[int, str, int, int]]) -> None:
-        """Re-point rows (id, new_path, size, mtime_ns) at their new paths, keeping the vectors."""
+    def move(self, moves: Sequence[tuple[int, str, int, int, int | None]]) -> None:
+        """Re-point rows (id, new_path, size, mtime_ns, root_id) at their new paths, keeping
+        the vectors."""
         if not moves:
             return
         from imgsearch.schema import images
 
         with self._writing() as conn:
-            for row_id, new_path, size, mtime_ns in moves:
-                conn.execute(
-                    images.delete().where(images.c.path == new_path, images.c.id != row_id)
-                )
+            for row_id, new_path, size, mtime_ns, root_id in moves:
+                key = to_key(new_path)
+                conn.execute(images.delete().where(images.c.path == key, images.c.id != row_id))
                 conn.execute(
                     images.update()
                     .where(images.c.id == row_id)
-                    .values(path=new_path, size=size, mtime_ns=mtime_ns)
+                    .values(path=key, size=size, mtime_ns=mtime_ns, root_id=root_id)
                 )
             self._bump(conn)
+
+    def set_content_hashes(self, hashes: dict[int, str]) -> None:
+        """Remember full-content hashes computed to confirm a copy (no generation change)."""
+        if not hashes:
+            return
+        from imgsearch.schema import images
+
+        with self._writing() as conn:
+            for row_id, digest in hashes.items():
+                conn.execute(
+                    images.update().where(images.c.id == row_id).values(content_hash=digest)
+                )
+
+    def add_root(self, path: str, device: int | None, kind: str = "root") -> int:
+        """Register a canonical folder (or return the id it has); an excluded folder that is
+        indexed again becomes a root."""
+        import sqlalchemy as sa
+
+        from imgsearch.schema import roots
+
+        key = to_key(path)
+        with self._writing() as conn:
+            row = conn.execute(sa.select(roots.c.id).where(roots.c.path == key)).first()
+            if row is not None:
+                conn.execute(roots.update().where(roots.c.id == row[0]).values(kind=kind))
+                return int(row[0])
+            result = conn.execute(
+                roots.insert().values(path=key, device=device, added_at=now(), kind=kind)
+            )
+            return int(result.inserted_primary_key[0])
+
+    def root_indexed(self, root_id: int, device: int | None) -> None:
+        from imgsearch.schema import roots
+
+        with self._writing() as conn:
+            conn.execute(
+                roots.update().where(roots.c.id == root_id).values(indexed_at=now(), device=device)
+            )
+
+    def drop_root(self, root_id: int) -> None:
+        """Forget a root record (its images are removed separately, or have moved)."""
+        from imgsearch.schema import images, roots
+
+        with self._writing() as conn:
+            conn.execute(roots.delete().where(roots.c.id == root_id))
+            conn.execute(images.update().where(images.c.root_id == root_id).values(root_id=None))
+
+    def forget(self, folder: str, root_ids: Sequence[int]) -> int:
+        """Remove every image inside `folder` or owned by `root_ids`, in one transaction;
+        returns how many rows went."""
+        import sqlalchemy as sa
+
+        from imgsearch.schema import images, roots
+
+        low, high = prefix_range(folder)
+        key = to_key(folder)
+        inside = sa.or_(images.c.path == key, sa.and_(images.c.path >= low, images.c.path < high))
+        with self._writing() as conn:
+            cond = sa.or_(inside, images.c.root_id.in_(list(root_ids))) if root_ids else inside
+            gone = conn.execute(images.delete().where(cond)).rowcount
+            if root_ids:
+                conn.execute(roots.delete().where(roots.c.id.in_(list(root_ids))))
+            self._bump(conn)
+        return int(gone or 0)
 
     def remove(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -568,8 +732,8 @@ class Library:
         """Append to the run history. Written with stdlib sqlite3: an unchanged tree must not pay
         ~0.3 s to import SQLAlchemy for this one row (re-index budget: 0.5 s per 10k files)."""
         row = dict(
-            started_at=started_at, finished_at=now(), roots="\n".join(roots), status=status,
-            **counts,
+            started_at=started_at, finished_at=now(), roots="\n".join(map(display, roots)),
+            status=status, **counts,
         )  # fmt: skip
         cols = ", ".join(row)
         marks = ", ".join("?" * len(row))

@@ -21,6 +21,7 @@ from imgsearch import config as config_mod
 from imgsearch import templates
 from imgsearch.errors import ImgsearchError
 from imgsearch.library import TEXT_ENCODER_DIR, Library
+from imgsearch.paths import canonical, display, json_fields
 from imgsearch.vectors import IndexParams
 
 if TYPE_CHECKING:
@@ -44,9 +45,11 @@ class Hit:
     taken_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract: keys may be added, never renamed."""
+        """The JSON contract: keys may be added, never renamed. `path` is escaped like the table
+        when the name is not valid UTF-8 (or holds control characters); `path_bytes` is then the
+        exact name in base64, else null."""
         return {
-            "path": self.path,
+            **json_fields(self.path),
             "score": self.score,
             "width": self.width,
             "height": self.height,
@@ -126,6 +129,7 @@ class Searcher:
         self.spec = spec
         self._encoder: Encoder | None = None
         self._text: Any = None
+        self.left_out: list[tuple[str, int, str]] = []  # missing roots of the last search
 
     def close(self) -> None:
         self.library.close()
@@ -175,14 +179,21 @@ class Searcher:
         return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
 
     def embed_image(self, path: str | os.PathLike[str]) -> npt.NDArray[np.float32]:
-        """An image file (indexed or not) -> unit vector, decoded exactly as when indexing."""
+        """An image file -> unit vector: the stored one when the file is indexed and unchanged
+        (no model, ~0.1 s), else decoded exactly as when indexing and embedded."""
+        stored = self._stored_vector(path)
+        if stored is not None:
+            return stored[1]
         from indexer.decode import DecodeFailed, decode
 
-        result = decode(
-            os.path.abspath(path), self.spec.preprocess, max_pixels=self.settings.max_pixels
-        )
+        absolute = canonical(path)
+        if not os.path.lexists(absolute):
+            raise ImgsearchError(f"{display(absolute)}: no such file")
+        result = decode(absolute, self.spec.preprocess, max_pixels=self.settings.max_pixels)
         if isinstance(result, DecodeFailed):
-            raise ImgsearchError(f"cannot use {result.path} as a query image: {result.reason}")
+            raise ImgsearchError(
+                f"cannot use {display(result.path)} as a query image: {result.reason}"
+            )
         return self.encoder.embed_pixels(result.pixels[None])[0]
 
     def embed_terms(
@@ -219,12 +230,15 @@ class Searcher:
         k = k or s.limit
         floor = s.min_score if min_score is None else min_score
         excluded = set(exclude)
+        inside = None
+        if folder is not None:
+            inside = canonical(folder)
+            if not os.path.isdir(inside):
+                raise ImgsearchError(f"--in {display(os.fspath(folder))}: no such folder")
         with self.library.reading():  # index, re-rank vectors and metadata: one library state
-            allowed = None
-            if folder is not None:
-                allowed = self.library.ids_under(os.path.abspath(os.path.expanduser(folder)))
-                if len(allowed) == 0:
-                    return []
+            allowed = self._present_ids(inside)
+            if allowed is not None and len(allowed) == 0:
+                return []
             index = self.library.vector_index(IndexParams.from_settings(s))
             scores, ids = index.search(vector[None, :], k + len(excluded), allowed)
             pairs = [
@@ -274,14 +288,41 @@ class Searcher:
         folder: str | os.PathLike[str] | None = None,
     ) -> list[Hit]:
         """Images like `path`, the file itself left out; an indexed file needs no model at all."""
-        absolute = os.path.abspath(os.path.expanduser(path))
-        stored = self.library.vector_for_path(absolute)
+        stored = self._stored_vector(path)
         if stored is not None:
             row_id, vector = stored
             return self.search(vector, k=k, min_score=min_score, folder=folder, exclude=[row_id])
-        if not os.path.lexists(absolute):
-            raise ImgsearchError(f"{absolute}: no such file")
-        return self.search(self.embed_image(absolute), k=k, min_score=min_score, folder=folder)
+        return self.search(self.embed_image(path), k=k, min_score=min_score, folder=folder)
+
+    def _stored_vector(
+        self, path: str | os.PathLike[str]
+    ) -> tuple[int, npt.NDArray[np.float32]] | None:
+        """(id, vector) of an indexed file that has not changed since it was indexed."""
+        absolute = canonical(path)
+        known = self.library.known_files(paths=[absolute]).get(absolute)
+        if known is None or known.status != "ok":
+            return None
+        try:
+            st = os.stat(absolute)
+        except OSError:
+            return None
+        if (st.st_size, st.st_mtime_ns) != (known.size, known.mtime_ns):
+            return None
+        return self.library.vector_for_path(absolute)
+
+    def _present_ids(self, inside: str | None) -> npt.NDArray[np.int64] | None:
+        """The ids a search may return: those inside `inside` (None: all) and not under a
+        missing root (`left_out` says which were left out); None when nothing is excluded."""
+        from imgsearch.folders import missing_roots
+
+        missing = missing_roots(self.library)
+        counts = self.library.counts_by_root() if missing else {}
+        self.left_out = [(m.root.path, counts.get(m.root.id, (0, 0))[0], m.reason) for m in missing]
+        allowed = self.library.ids_under(inside) if inside is not None else None
+        if missing:
+            present = self.library.ids_outside_roots([m.root.id for m in missing])
+            allowed = present if allowed is None else np.intersect1d(allowed, present)
+        return allowed
 
 
 def _as_list(value: Any) -> list[Any]:
