@@ -156,7 +156,7 @@ def index(
     """
     from imgsearch.library import DB_NAME, Library
     from indexer import pipeline
-    from indexer.roots import check_new_library_folder
+    from indexer.roots import check_location, check_new_library_folder
 
     settings = settings_from(
         ctx,
@@ -171,6 +171,7 @@ def index(
     if not paths and not (settings.library_path / DB_NAME).is_file():
         raise click.UsageError("give the folders to index, e.g.  imgsearch index ~/Pictures")
     check_new_library_folder(str(settings.library_path), allowed=allow_nested)
+    check_location(str(settings.library_path), paths, allowed=allow_nested)
     lib = Library.open(settings.library_path, create=True)
     with lib, lib.write_lock(wait=wait):
         if not paths and not any(r.kind == "root" for r in lib.roots()):

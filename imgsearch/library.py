@@ -682,14 +682,6 @@ class Library:
             )
             return int(result.inserted_primary_key[0])
 
-    def root_indexed(self, root_id: int, device: int | None) -> None:
-        from imgsearch.schema import roots
-
-        with self._writing() as conn:
-            conn.execute(
-                roots.update().where(roots.c.id == root_id).values(indexed_at=now(), device=device)
-            )
-
     def drop_root(self, root_id: int) -> None:
         """Forget a root record (its images are removed separately, or have moved)."""
         from imgsearch.schema import images, roots
@@ -727,7 +719,12 @@ class Library:
             self._bump(conn)
 
     def record_run(
-        self, started_at: str, roots: Sequence[str], counts: dict[str, int], status: str
+        self,
+        started_at: str,
+        roots: Sequence[str],
+        counts: dict[str, int],
+        status: str,
+        indexed: Sequence[tuple[int, int | None]] = (),
     ) -> None:
         """Append to the run history. Written with stdlib sqlite3: an unchanged tree must not pay
         ~0.3 s to import SQLAlchemy for this one row (re-index budget: 0.5 s per 10k files)."""
@@ -740,6 +737,10 @@ class Library:
         try:
             with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn, conn:
                 conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", list(row.values()))
+                conn.executemany(  # (root id, st_dev) of the roots this run indexed whole
+                    "UPDATE roots SET indexed_at = ?, device = ? WHERE id = ?",
+                    [(row["finished_at"], dev, root_id) for root_id, dev in indexed],
+                )
                 conn.execute(
                     "INSERT INTO meta(key, value) VALUES ('last_run_at', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -56,9 +56,7 @@ def echo(text: str | bytes) -> None:
     """stdout: results only (bytes are written as they are: exact file names)."""
     if isinstance(text, bytes):
         if text:
-            out = click.get_binary_stream("stdout")
-            out.write(text)
-            out.flush()
+            click.echo(text, nl=False)
     elif text:
         click.echo(text)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from imgsearch import modelspec
 from imgsearch.errors import ImgsearchError
+from imgsearch.folders import missing_roots
 from imgsearch.library import (
     ERROR,
     OK,
@@ -342,7 +343,11 @@ def run(
     started, t0 = now(), time.perf_counter()
     result = IndexResult()
     targets, missing = roots_mod.plan_targets(library, roots)
-    roots_mod.check_location(library, targets, allowed=allow_nested)
+    roots_mod.check_location(
+        str(library.path), [t.path for t in targets if t.is_dir], allowed=allow_nested
+    )
+    reported = {m.root.id for m in missing}
+    missing += [m for m in missing_roots(library) if m.root.id not in reported]
     targets = _register_roots(library, targets)
     roots = [t.path for t in targets]
     known_roots = library.roots()
@@ -404,16 +409,16 @@ def run(
             )  # fmt: skip
         library.remove(todo.to_remove)
         result.removed = len(todo.to_remove)
-        for target in targets:
-            if target.is_root and target.root_id is not None:
-                library.root_indexed(target.root_id, target.device)
         library.save_vector_index(IndexParams.from_settings(settings))
         _ensure_text_encoder(library, encoder, load_encoder, on_status)
         status = "ok"
     finally:
         result.seconds = time.perf_counter() - t0
         try:
-            library.record_run(started, roots, result.counts(), status)
+            indexed = [(t.root_id, t.device) for t in targets if t.is_root and t.root_id]
+            library.record_run(
+                started, roots, result.counts(), status, indexed if status == "ok" else ()
+            )
         except Exception:  # never hide the real error behind a bookkeeping one
             if status == "ok":
                 raise
@@ -430,9 +435,8 @@ def _register_roots(
     excluded = {r.path: r for r in library.roots() if r.kind == "excluded"}
     out = []
     for target in targets:
-        for path, row in excluded.items():
-            if target.is_dir and (path == target.path or path.startswith(target.path + os.sep)):
-                library.drop_root(row.id)
+        if target.path in excluded:  # asked for by name
+            library.drop_root(excluded[target.path].id)
         if target.is_root and target.root_id is None:
             target = replace(target, root_id=library.add_root(target.path, target.device))
         out.append(target)
@@ -496,6 +500,7 @@ def _embed_all(
     def flush() -> None:
         nonlocal done
         records: list[ImageRecord] = []
+        shared_before = result.shared
         if payloads:
             assert on_device is not None
             tensor, results = on_device(payloads)
@@ -521,7 +526,7 @@ def _embed_all(
                 result.updated += 1
             else:
                 result.added += 1
-        result.embedded += len(records)
+        result.embedded += len(records) - (result.shared - shared_before)
         done += len(records) + len(failed)
         done_recs.clear()
         pixels.clear()

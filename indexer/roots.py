@@ -75,19 +75,20 @@ def plan_targets(library: Library, given: Sequence[str]) -> tuple[list[Target], 
     return targets, missing
 
 
-def check_location(library: Library, targets: Sequence[Target], *, allowed: bool) -> None:
+def check_location(library: str, folders: Sequence[str], *, allowed: bool) -> None:
     """Refuse a library inside the photos it indexes, or photos inside the library: the
     database and the model files would land among the photos (or be indexed as photos)."""
     if allowed:
         return
-    home = canonical(library.path)
-    for target in targets:
-        if not target.is_dir:
+    home = canonical(library)
+    for raw in folders:
+        folder = canonical(raw)
+        if not os.path.isdir(folder):
             continue
-        if is_inside(home, target.path) or is_inside(target.path, home):
+        if is_inside(home, folder) or is_inside(folder, home):
             raise ImgsearchError(
                 f"the library {display(home)} would be inside the photo folder "
-                f"{display(target.path)} (or hold it): keep the library elsewhere with "
+                f"{display(folder)} (or hold it): keep the library elsewhere with "
                 f"--library FOLDER, or pass --allow-nested to keep it there (it is never indexed)"
             )
 

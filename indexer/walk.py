@@ -146,7 +146,7 @@ def _sniff_path(path: str) -> str | None:
 def _wanted_by_name(name: str) -> bool | None:
     """True: image extension; False: other extension (never opened); None: no extension, sniff."""
     ext = os.path.splitext(name)[1]
-    if not ext:
+    if ext in ("", "."):  # "photo.jpg." and "IMG_0001" say nothing: the content decides
         return None
     return ext.lower() in IMAGE_EXTENSIONS
 

@@ -63,7 +63,10 @@ def test_in_restricts_to_a_folder(run, tiny_model, tmp_path):
     assert {h["path"] for h in found} == {str(p) for p in b}
     # a sibling folder whose name starts the same is not inside
     assert hits(run("query", "x", "--json", "--in", tmp_path / "photos" / "")) != []
+    (tmp_path / "phot").mkdir()
     assert hits(run("query", "x", "--json", "--in", tmp_path / "phot")) == []
+    missing = run("query", "x", "--in", tmp_path / "nope", code=1)
+    assert f"--in {tmp_path / 'nope'}: no such folder" in missing.stderr
 
 
 def test_combined_query_is_the_normalised_weighted_sum(run, indexed):
