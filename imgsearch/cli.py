@@ -7,6 +7,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -21,8 +22,12 @@ class Group(click.Group):
     """Turns every ImgsearchError into one clean message and exit status 1; nothing else leaks."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from imgsearch.query import QueryError
+
         try:
             return super().invoke(ctx)
+        except QueryError as err:
+            raise click.UsageError(str(err)) from err
         except ImgsearchError as err:
             raise click.ClickException(str(err)) from err
         except KeyboardInterrupt:
@@ -95,6 +100,10 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--cutoff",
+        help="Relevance cutoff: auto (decided per query), none, or a score such as 0.25.",
+    )(fn)
     fn = click.option(
         "--in",
         "folder",
@@ -297,12 +306,15 @@ def query(
     limit: int | None,
     min_score: float | None,
     folder: str | None,
+    cutoff: str | None,
     fmt: str | None,
     library: str | None,
 ) -> None:
-    """Find images matching a text, an example image, or a mix.
+    """Find images matching a text, an example image, filters, or a mix.
 
-    TERMS are texts joined by + and -, with optional weights N*text and @FILE for images.
+    TERMS are texts joined by + and -, with optional weights N*text and @FILE for images,
+    and filters KEY:VALUE (after: before: year: month: camera: lens: in: ext: has: near:
+    tag: album:; `|` for OR, a leading - negates). Filters alone list photos newest first.
 
     \b
     Example:
@@ -310,22 +322,34 @@ def query(
       imgsearch query dog + beach - people -k 20
       imgsearch query "0.5*sunset" + @holiday.jpg --json
       imgsearch query --image cat.jpg --minus blurry --paths
+      imgsearch query beach after:2021-06 camera:pixel -ext:png
+      imgsearch query year:2023 has:gps
     """
-    from imgsearch.search import Term, parse_expression
+    from imgsearch.query import Filter, Term, parse
 
-    parsed = parse_expression(terms)
-    parsed += [Term("image", p) for p in images] + [Term("text", t, -1.0) for t in minus]
-    if not parsed:
-        raise click.UsageError("give a text to search for, or --image FILE")
-    with _searcher(ctx, library, templates=templates) as searcher:
-        hits = searcher.query(terms=parsed, k=limit, min_score=min_score, folder=folder)
-        _note_left_out(searcher)
-    echo(render_hits(hits, fmt or "table"))
+    settings = settings_from(ctx, library=library, templates=templates, cutoff=cutoff)
+    q = parse(terms, k=limit, min_score=min_score, templates=templates, cutoff=settings.cutoff)
+    q = q.with_terms(*(Term("image", p) for p in images), *(Term("text", t, -1.0) for t in minus))
+    if folder is not None:
+        q = replace(q, filters=(*q.filters, Filter("in", (folder,))))
+    if not q.terms and not q.filters:
+        raise click.UsageError("give a text to search for, --image FILE or a filter")
+    with _searcher(ctx, library, templates=templates, cutoff=cutoff) as searcher:
+        result = searcher.search(q)
+    _print_result(result, fmt)
 
 
-def _note_left_out(searcher: Any) -> None:
-    for root, count, reason in searcher.left_out:
+def _print_result(result: Any, fmt: str | None) -> None:
+    """Hits on stdout; on stderr what the search did: cutoff, empty filters, missing roots."""
+    echo(render_hits(result.hits, fmt or "table"))
+    for root, count, reason in result.left_out:
         warn(f"note: {count} photos under {display(root)} are left out: the folder {reason}")
+    if result.cutoff is not None:
+        warn(result.cutoff.describe())
+    if result.matched == 0:
+        warn("no photos match the filters")
+    elif not result.hits:
+        warn("no results")
 
 
 @cli.command()
@@ -340,6 +364,7 @@ def similar(
     limit: int | None,
     min_score: float | None,
     folder: str | None,
+    cutoff: str | None,
     fmt: str | None,
     library: str | None,
 ) -> None:
@@ -349,10 +374,14 @@ def similar(
     Example:
       imgsearch similar ~/Pictures/beach.jpg -k 5
     """
-    with _searcher(ctx, library) as searcher:
-        hits = searcher.similar(file, k=limit, min_score=min_score, folder=folder)
-        _note_left_out(searcher)
-    echo(render_hits(hits, fmt or "table"))
+    from imgsearch.query import Filter, Query
+
+    settings = settings_from(ctx, library=library, cutoff=cutoff)
+    filters = (Filter("in", (folder,)),) if folder is not None else ()
+    q = Query(k=limit, min_score=min_score, filters=filters, cutoff=settings.cutoff)
+    with _searcher(ctx, library, cutoff=cutoff) as searcher:
+        result = searcher.similar_to(file, q)
+    _print_result(result, fmt)
 
 
 # ---- housekeeping -----------------------------------------------------------------------------

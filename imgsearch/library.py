@@ -35,7 +35,7 @@ DB_NAME = "library.db"
 LOCK_NAME = "write.lock"
 TEXT_ENCODER_DIR = "text-encoder"
 # The newest migration in migrations/versions; a test keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 OK, ERROR = "ok", "error"
 log = logging.getLogger(__name__)
@@ -118,6 +118,20 @@ class ImageInfo:
     width: int | None
     height: int | None
     taken_at: str | None
+    taken_at_source: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    altitude: float | None = None
+    file_type: str | None = None
+
+
+INFO_COLUMNS = (
+    "id, path, width, height, taken_at, taken_at_source, camera_make, camera_model, lens, "
+    "latitude, longitude, altitude, file_type"
+)
 
 
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None:
@@ -183,9 +197,11 @@ class Library:
         self.path = path
         self.db = path / DB_NAME
         self._engine: sa.Engine | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._read_lock = threading.RLock()
-        self._read_cursor: sqlite3.Cursor | None = None  # the open snapshot (lock held)
+        # Each thread reads through its own connection (a server answers many queries at
+        # once; WAL readers do not block each other), with its open snapshot's cursor.
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._index_cache: tuple[int, IndexParams, VectorIndex] | None = None
 
@@ -238,22 +254,31 @@ class Library:
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Cursor]:
         """A consistent read: every statement inside sees the same committed state. Nested
-        snapshots (in the same thread) share the outer one, see `reading`."""
-        with self._read_lock:
-            if self._read_cursor is not None:
-                yield self._read_cursor
-                return
-            if self._reader is None:
-                self._reader = self._connect_reader()
-            cur = self._reader.cursor()
-            cur.execute("BEGIN")
-            self._read_cursor = cur
-            try:
-                yield cur
-            finally:
-                self._read_cursor = None
-                cur.execute("COMMIT")
-                cur.close()
+        snapshots (in the same thread) share the outer one, see `reading`; other threads have
+        snapshots of their own."""
+        local = self._local
+        current = getattr(local, "cursor", None)
+        if current is not None:
+            yield current
+            return
+        reader = getattr(local, "reader", None)
+        if reader is None:
+            reader = local.reader = self._connect_reader()
+            with self._readers_lock:
+                self._readers.append(reader)
+        cur = reader.cursor()
+        cur.execute("BEGIN")
+        local.cursor = cur
+        try:
+            yield cur
+        finally:
+            local.cursor = None
+            cur.execute("COMMIT")
+            cur.close()
+
+    def snapshot(self) -> contextlib.AbstractContextManager[sqlite3.Cursor]:
+        """A read cursor on one committed state (inside `reading()`, that same state)."""
+        return self._snapshot()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -308,9 +333,11 @@ class Library:
 
     def close(self) -> None:
         self.release_lock()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+        self._local = threading.local()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -492,8 +519,7 @@ class Library:
         marks = ",".join("?" * len(wanted))
         with self._snapshot() as cur:
             rows = cur.execute(
-                f"SELECT id, path, width, height, taken_at FROM images "
-                f"WHERE status = ? AND id IN ({marks})",
+                f"SELECT {INFO_COLUMNS} FROM images WHERE status = ? AND id IN ({marks})",
                 [OK, *wanted],
             ).fetchall()
         return {r[0]: ImageInfo(r[0], from_key(r[1]), *r[2:]) for r in rows}

@@ -26,6 +26,18 @@ images = sa.Table(
     sa.Column("vector_gen", sa.Integer),  # generation of the write that set `vector`
     sa.Column("root_id", sa.Integer),  # the root that owns the row (None: a file given alone)
     sa.Column("content_hash", sa.Text),  # full-content hash, when a copy had to be confirmed
+    # photo metadata (0005): filters and facets
+    sa.Column("taken_at_source", sa.Text),
+    sa.Column("camera_make", sa.Text),
+    sa.Column("camera_model", sa.Text),
+    sa.Column("lens", sa.Text),
+    sa.Column("latitude", sa.Float),
+    sa.Column("longitude", sa.Float),
+    sa.Column("altitude", sa.Float),
+    sa.Column("orientation", sa.Integer),
+    sa.Column("file_type", sa.Text),
+    sa.Column("folder", sa.LargeBinary),  # os.fsencode(dirname)
+    sa.Column("meta_version", sa.Integer),
 )
 roots = sa.Table(
     "roots",
