@@ -276,7 +276,26 @@ def _searcher(ctx: click.Context, library: str | None, **flags: Any) -> Any:
     return Searcher(settings.library_path, settings=settings, one_shot=True)
 
 
-@cli.command()
+class QueryCommand(click.Command):
+    """Keeps `-camera:pixel` (a negated filter) away from click's option parser, which would
+    take `-has:gps` for -h and `-kitchen:...` for -k."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from imgsearch.query import negated_filter_word
+
+        return super().parse_args(
+            ctx, [_NEG + a[1:] if negated_filter_word(a) else a for a in args]
+        )
+
+
+_NEG = "\x1f"  # stands for the leading '-' of a negated filter while click parses
+
+
+def _restore(words: tuple[str, ...]) -> list[str]:
+    return ["-" + w[1:] if w.startswith(_NEG) else w for w in words]
+
+
+@cli.command(cls=QueryCommand)
 @click.argument("terms", nargs=-1)
 @click.option(
     "--image",
@@ -328,7 +347,9 @@ def query(
     from imgsearch.query import Filter, Term, parse
 
     settings = settings_from(ctx, library=library, templates=templates, cutoff=cutoff)
-    q = parse(terms, k=limit, min_score=min_score, templates=templates, cutoff=settings.cutoff)
+    q = parse(
+        _restore(terms), k=limit, min_score=min_score, templates=templates, cutoff=settings.cutoff
+    )
     q = q.with_terms(*(Term("image", p) for p in images), *(Term("text", t, -1.0) for t in minus))
     if folder is not None:
         q = replace(q, filters=(*q.filters, Filter("in", (folder,))))
@@ -462,6 +483,38 @@ def errors(ctx: click.Context, as_json: bool, library: str | None) -> None:
     with _open_existing(ctx, library) as lib:
         rows = [{**json_fields(p), "reason": r} for p, r in lib.errors()]
     echo(render_rows(rows, "json" if as_json else "table", ["path", "reason"]))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@library_option
+@click.pass_context
+def facets(ctx: click.Context, as_json: bool, library: str | None) -> None:
+    """List cameras, years, months, folders and file types with image counts.
+
+    Each value is what the matching filter takes: camera:, year:, after:, in:, ext:.
+
+    \b
+    Example:
+      imgsearch facets --json
+    """
+    import json
+
+    from imgsearch.filters import facets as read_facets
+
+    with _open_existing(ctx, library) as lib:
+        found = read_facets(lib)
+    if as_json:
+        data = {
+            k: [{"value": display(v), "images": n} for v, n in rows] for k, rows in found.items()
+        }
+        echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    blocks = []
+    for name, rows in found.items():
+        lines = [f"{name.replace('_', ' ')}:"] + [f"  {n:>6}  {display(v)}" for v, n in rows]
+        blocks.append("\n".join(lines if rows else [*lines, "  (none)"]))
+    echo("\n\n".join(blocks))
 
 
 @cli.command()

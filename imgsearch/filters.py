@@ -190,3 +190,31 @@ def newest_first(library: Library, ids: npt.NDArray[np.int64] | None) -> list[in
 def folder_key(path: str) -> bytes:
     """The `folder` column of a path."""
     return to_key(os.path.dirname(path))
+
+
+# ---- facets -----------------------------------------------------------------------------------
+FACETS = ("cameras", "years", "months", "folders", "file_types")
+_FACET_SQL = {
+    "cameras": "trim(coalesce(camera_make, '') || ' ' || coalesce(camera_model, ''))",
+    "years": "substr(taken_at, 1, 4)",
+    "months": "substr(taken_at, 1, 7)",
+    "folders": "folder",
+    "file_types": "file_type",
+}
+
+
+def facets(library: Library) -> dict[str, list[tuple[str, int]]]:
+    """Each facet's values with image counts, most common first (menus, `imgsearch facets`);
+    values are what the matching filter takes (camera:, year:, in:, ext:)."""
+    from imgsearch.paths import from_key
+
+    out: dict[str, list[tuple[str, int]]] = {}
+    with library.snapshot() as cur:
+        for name in FACETS:
+            expr = _FACET_SQL[name]
+            rows = cur.execute(
+                f"SELECT {expr} AS v, count(*) AS n FROM images WHERE status = 'ok' "
+                f"AND {expr} IS NOT NULL AND {expr} != '' GROUP BY v ORDER BY n DESC, v"
+            ).fetchall()
+            out[name] = [(from_key(v) if isinstance(v, bytes) else str(v), int(n)) for v, n in rows]
+    return out

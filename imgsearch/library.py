@@ -24,6 +24,7 @@ import numpy as np
 from imgsearch.errors import LibraryBusyError, LibraryError, ModelError
 from imgsearch.modelspec import ModelSpec
 from imgsearch.paths import display, from_key, prefix_range, to_key
+from imgsearch.photo import PhotoMeta
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -86,6 +87,7 @@ class ImageRecord:
     vector: npt.NDArray[np.float32]  # (dim,), L2-normalised
     root_id: int | None = None
     content_hash: str | None = None  # set when a byte-identical copy was confirmed
+    meta: PhotoMeta | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,26 @@ INFO_COLUMNS = (
     "id, path, width, height, taken_at, taken_at_source, camera_make, camera_model, lens, "
     "latitude, longitude, altitude, file_type"
 )
+
+
+META_VERSION = 1  # bumped with indexer.exif.METADATA_VERSION
+
+
+def meta_columns(path: str, meta: PhotoMeta | None) -> dict[str, Any]:
+    """The metadata columns of one row (all None when unknown, e.g. a failed file)."""
+    folder = to_key(os.path.dirname(path))
+    if meta is None:
+        return dict(
+            taken_at_source=None, camera_make=None, camera_model=None, lens=None, latitude=None,
+            longitude=None, altitude=None, orientation=None, file_type=None, folder=folder,
+            meta_version=None,
+        )  # fmt: skip
+    return dict(
+        taken_at_source=meta.taken_at_source, camera_make=meta.camera_make,
+        camera_model=meta.camera_model, lens=meta.lens, latitude=meta.latitude,
+        longitude=meta.longitude, altitude=meta.altitude, orientation=meta.orientation,
+        file_type=meta.file_type, folder=folder, meta_version=META_VERSION,
+    )  # fmt: skip
 
 
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None:
@@ -641,7 +663,7 @@ class Library:
                     taken_at=rec.taken_at, status=OK, error=None,
                     vector=np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes(),
                     indexed_at=stamp, vector_gen=gen, root_id=rec.root_id,
-                    content_hash=rec.content_hash,
+                    content_hash=rec.content_hash, **meta_columns(rec.path, rec.meta),
                 )
                 for rec in done
             ] + [
@@ -649,7 +671,7 @@ class Library:
                     path=to_key(fail.path), size=fail.size, mtime_ns=fail.mtime_ns,
                     fingerprint=None, width=None, height=None, taken_at=None, status=ERROR,
                     error=fail.reason, vector=None, indexed_at=stamp, vector_gen=None,
-                    root_id=fail.root_id, content_hash=None,
+                    root_id=fail.root_id, content_hash=None, **meta_columns(fail.path, None),
                 )
                 for fail in failed
             ]  # fmt: skip
@@ -677,6 +699,28 @@ class Library:
                     .values(path=key, size=size, mtime_ns=mtime_ns, root_id=root_id)
                 )
             self._bump(conn)
+
+    def stale_metadata(self, version: int) -> list[tuple[int, str]]:
+        """(id, path) of indexed rows whose metadata an older reader wrote (or none did)."""
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                "SELECT id, path FROM images WHERE status = ? "
+                "AND (meta_version IS NULL OR meta_version < ?)",
+                (OK, version),
+            ).fetchall()
+        return [(r[0], from_key(r[1])) for r in rows]
+
+    def set_metadata(self, rows: Sequence[tuple[int, str, PhotoMeta]]) -> None:
+        """Store re-read metadata (no vector changes, so no new generation)."""
+        if not rows:
+            return
+        from imgsearch.schema import images
+
+        with self._writing() as conn:
+            for row_id, path, meta in rows:
+                values = meta_columns(path, meta)
+                values.update(width=meta.width, height=meta.height, taken_at=meta.taken_at)
+                conn.execute(images.update().where(images.c.id == row_id).values(**values))
 
     def set_content_hashes(self, hashes: dict[int, str]) -> None:
         """Remember full-content hashes computed to confirm a copy (no generation change)."""

@@ -137,6 +137,12 @@ class Query:
             raise QueryError(f"bad query JSON: {exc}") from exc
 
 
+def negated_filter_word(word: str) -> bool:
+    """True for `-key:value` with a known key (a negated filter, not a command-line option)."""
+    m = _FILTER.match(word)
+    return bool(m and m.group(1) and m.group(2) in FILTER_KEYS)
+
+
 def unknown_key(key: str) -> str:
     known = ", ".join(f"{k}:" for k in FILTER_KEYS)
     return f"unknown filter '{key}:'; known filters: {known} (quote a word to search it as text)"
@@ -211,6 +217,7 @@ def parse(words: Sequence[str], *, quoted: Sequence[bool] | None = None, **optio
     filters: list[Filter] = []
     sign = 1.0
     pending: list[str] = []
+    typed = quoted is not None  # split_words marked quotes; shell words show them as spaces
     quoted = list(quoted) if quoted is not None else [False] * len(words)
 
     def close() -> None:
@@ -234,7 +241,8 @@ def parse(words: Sequence[str], *, quoted: Sequence[bool] | None = None, **optio
             close()
             sign = 1.0 if word == "+" else -1.0
             continue
-        m = None if was_quoted or any(c.isspace() for c in word) else _FILTER.match(word)
+        spaced = not typed and any(c.isspace() for c in word)
+        m = None if was_quoted or spaced else _FILTER.match(word)
         if m is not None:
             negate, key, value = m.group(1) == "-", m.group(2), m.group(3)
             if key not in FILTER_KEYS:

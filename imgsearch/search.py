@@ -255,6 +255,7 @@ class Searcher:
                 ranked = self._exact(vector, allowed, want)
                 strategy = "exact-subset"
             ranked = [(i, v) for i, v in ranked if i not in excluded and v >= floor]
+            ranked.sort(key=lambda pair: (-pair[1], pair[0]))  # ties: one order for cursors
             ranked, cut = self._cut(ranked, query, vector)
             if after is not None:
                 ranked = [(i, v) for i, v in ranked if (-v, i) > (-after[0], after[1])]
@@ -262,7 +263,9 @@ class Searcher:
             info = self.library.info(i for i, _ in page)
         hits = [_hit(info[i], v) for i, v in page if i in info]
         more = len(ranked) > k
-        cursor = make_cursor(query, *page[-1], seen + len(page)) if more and page else None
+        cursor = None
+        if more and page:
+            cursor = make_cursor(query, page[-1][1], page[-1][0], seen + len(page))
         return SearchResult(hits, strategy, matched, cut, cursor, left_out)
 
     def _allowed(
@@ -384,6 +387,12 @@ class Searcher:
         """Images like `path`, the file itself left out; an indexed file needs no model at all."""
         q = Query(k=k, min_score=min_score, filters=typed_filters(folder=folder, **filters))
         return self.similar_to(path, q).hits
+
+    def facets(self) -> dict[str, list[tuple[str, int]]]:
+        """Cameras, years, months, folders and file types with image counts."""
+        from imgsearch.filters import facets
+
+        return facets(self.library)
 
     def similar_to(self, path: str | os.PathLike[str], query: Query) -> SearchResult:
         """`similar` under a whole Query (filters, cutoff, cursor): the CLI and the API."""

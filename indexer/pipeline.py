@@ -63,6 +63,7 @@ class IndexResult:
     missing: list[tuple[str, int, str]] = field(default_factory=list)  # (root, images, reason)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (old root, new root)
     shared: int = 0  # byte-identical copies that reused a stored vector
+    metadata: int = 0  # rows whose photo metadata was read again (no embedding)
     embedded: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0  # decode + embed + store, after the model loaded
@@ -409,6 +410,7 @@ def run(
             )  # fmt: skip
         library.remove(todo.to_remove)
         result.removed = len(todo.to_remove)
+        result.metadata = _backfill_metadata(library, settings, on_status)
         library.save_vector_index(IndexParams.from_settings(settings))
         _ensure_text_encoder(library, encoder, load_encoder, on_status)
         status = "ok"
@@ -633,8 +635,35 @@ def _record(item: Decoded, vector: np.ndarray, root_id: int | None) -> ImageReco
     return ImageRecord(
         path=item.path, size=item.size, mtime_ns=item.mtime_ns, fingerprint=item.fingerprint,
         width=item.width, height=item.height, taken_at=item.taken_at,
-        vector=np.asarray(vector, dtype=np.float32), root_id=root_id,
+        vector=np.asarray(vector, dtype=np.float32), root_id=root_id, meta=item.meta,
     )  # fmt: skip
+
+
+def _backfill_metadata(
+    library: Library, settings: Settings, on_status: Callable[[str], None] | None
+) -> int:
+    """Read the metadata of rows stored before it was kept (or by an older reader): EXIF only,
+    nothing is decoded to pixels or embedded again. Returns how many rows were updated."""
+    from indexer.decode import DecodeFailed, read_file_metadata
+    from indexer.exif import METADATA_VERSION
+
+    stale = library.stale_metadata(METADATA_VERSION)
+    if not stale:
+        return 0
+    if on_status:
+        on_status(f"reading photo metadata of {len(stale)} images indexed before it was kept ...")
+    batch: list[tuple[int, str, Any]] = []
+    done = 0
+    for row_id, path in stale:
+        meta = read_file_metadata(path, max_pixels=settings.max_pixels)
+        if not isinstance(meta, DecodeFailed):
+            batch.append((row_id, path, meta))
+        if len(batch) >= 500:
+            library.set_metadata(batch)
+            done += len(batch)
+            batch = []
+    library.set_metadata(batch)
+    return done + len(batch)
 
 
 def _share_copies(
