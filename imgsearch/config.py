@@ -149,7 +149,7 @@ def _validate(values: dict[str, Any]) -> None:
     try:
         check_cutoff(values["cutoff"])
     except QueryError as exc:
-        raise ConfigError(f"setting 'cutoff': {exc}") from None
+        raise ConfigError(f"setting {exc}") from None
     if values["workers"] < 0:
         raise ConfigError(f"setting 'workers' must be 0 (auto) or more, got {values['workers']}")
 

@@ -38,7 +38,6 @@ FILTER_KEYS: dict[str, str] = {
     "tag": "has a tag (imgsearch tag): tag:beach",
     "album": "is in a smart album: album:family",
 }
-CUTOFF_POLICIES = ("none", "auto")
 _WEIGHT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*\*\s*(.+)$", re.S)
 _FILTER = re.compile(r"^(-?)([a-z]+):(\S.*)$", re.S)
 
@@ -149,14 +148,14 @@ def unknown_key(key: str) -> str:
 
 
 def check_cutoff(value: str) -> None:
-    if value in CUTOFF_POLICIES:
-        return
+    """auto, none or a cosine score, else QueryError (imgsearch.cutoff says why)."""
+    from imgsearch.cutoff import parse_policy
+    from imgsearch.errors import ImgsearchError
+
     try:
-        float(value)
-    except ValueError:
-        raise QueryError(
-            f"cutoff must be auto, none or a score such as 0.25, got {value!r}"
-        ) from None
+        parse_policy(value)
+    except ImgsearchError as exc:
+        raise QueryError(str(exc)) from None
 
 
 @dataclass

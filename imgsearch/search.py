@@ -18,6 +18,7 @@ import numpy as np
 
 from imgsearch import config as config_mod
 from imgsearch import templates
+from imgsearch.cutoff import CutoffDecision
 from imgsearch.errors import ImgsearchError
 from imgsearch.library import TEXT_ENCODER_DIR, ImageInfo, Library
 from imgsearch.paths import canonical, display, json_fields
@@ -69,28 +70,13 @@ class Hit:
 
 
 @dataclass(frozen=True)
-class Cutoff:
-    """What the relevance cutoff did: kept `kept` of the `considered` best hits."""
-
-    policy: str
-    threshold: float | None
-    kept: int
-    considered: int
-    method: str = ""
-
-    def describe(self) -> str:
-        at = f" at {self.threshold:.2f}" if self.threshold is not None else ""
-        return f"kept {self.kept} of {self.considered} ({self.policy} cutoff{at})"
-
-
-@dataclass(frozen=True)
 class SearchResult:
     """Hits plus what the search did, for the CLI's stderr line, the API and the web UI."""
 
     hits: list[Hit]
     strategy: str  # exact | ivf | exact-subset | ivf-filtered | newest-first
     matched: int | None = None  # images the filters allow (None: no filter)
-    cutoff: Cutoff | None = None
+    cutoff: CutoffDecision | None = None
     next_cursor: str | None = None
     left_out: list[tuple[str, int, str]] = field(default_factory=list)  # missing roots
 
@@ -129,6 +115,7 @@ class Searcher:
         self.spec = spec
         self._encoder: Encoder | None = None
         self._text: Any = None
+        self._background: tuple[int, npt.NDArray[np.float32], float | None] | None = None
 
     def close(self) -> None:
         self.library.close()
@@ -298,21 +285,39 @@ class Searcher:
 
     def _cut(
         self, ranked: list[tuple[int, float]], query: Query, vector: npt.NDArray[np.float32]
-    ) -> tuple[list[tuple[int, float]], Cutoff | None]:
-        """Apply the cutoff policy to the ranked list (the `-k` cap applies after it)."""
-        policy = query.cutoff
-        if policy == "none":
-            return ranked, None
-        if policy == "auto":
-            return self._auto_cut(ranked, vector)
-        threshold = float(policy)
-        kept = [(i, v) for i, v in ranked if v >= threshold]
-        return kept, Cutoff("score", threshold, len(kept), len(ranked), "fixed")
+    ) -> tuple[list[tuple[int, float]], CutoffDecision | None]:
+        """Apply the cutoff policy to the ranked list (the `-k` cap applies after it). `auto`
+        judges the query's best CUTOFF_WINDOW scores against its scores on a random sample of
+        the library and the library's null floor (benchmarks/CUTOFF.md)."""
+        from imgsearch import cutoff
 
-    def _auto_cut(
-        self, ranked: list[tuple[int, float]], vector: npt.NDArray[np.float32]
-    ) -> tuple[list[tuple[int, float]], Cutoff | None]:
-        raise QueryError("the auto cutoff is not available in this build; use a score or none")
+        if query.cutoff == "none":
+            return ranked, None
+        top = np.array([v for _, v in ranked[:CUTOFF_WINDOW]], dtype=np.float64)
+        background, floor = np.empty(0), None
+        if query.cutoff == "auto":
+            sample, floor = self._cutoff_background()
+            background = sample @ vector
+        decision = cutoff.decide(top, background, query.cutoff, null_floor=floor)
+        return ranked[: decision.kept], decision
+
+    def _cutoff_background(self) -> tuple[npt.NDArray[np.float32], float | None]:
+        """A seeded random sample of the library's vectors and its null floor (the NULL_CAPTIONS'
+        best scores on it), cached for the library's generation."""
+        from imgsearch import cutoff
+
+        gen = self.library.generation()
+        if self._background is not None and self._background[0] == gen:
+            return self._background[1], self._background[2]
+        with self.library.snapshot() as cur:
+            ids = np.array([r[0] for r in cur.execute("SELECT id FROM images WHERE status = 'ok'")])
+        rng = np.random.default_rng(0)
+        chosen = np.sort(rng.choice(ids, size=min(len(ids), BACKGROUND_SAMPLE), replace=False))
+        _, sample = self.library.vectors_for_ids(chosen)
+        captions = np.stack([self.embed_text(c, "none") for c in cutoff.NULL_CAPTIONS])
+        floor = cutoff.null_floor((sample @ captions.T).max(axis=1)) if len(sample) else None
+        self._background = (gen, sample, floor)
+        return sample, floor
 
     def _browse(self, query: Query) -> SearchResult:
         """A query of filters only: the matching photos, newest first."""
@@ -420,6 +425,7 @@ class Searcher:
 
 
 CUTOFF_WINDOW = 200  # hits the auto cutoff looks at
+BACKGROUND_SAMPLE = 2000  # library vectors the auto cutoff compares a query's scores with
 
 
 def typed_filters(**values: Any) -> tuple[Filter, ...]:
