@@ -87,7 +87,7 @@ def synthetic_library(
                 for i in range(start, min(n, start + STORE_BATCH))
             ]
             lib.store(records, [])
-        lib.save_vector_index(_index_params(settings))
+        lib.ann.save(_index_params(settings))
         textonnx.export_text_encoder(encoder.model, encoder.tokenizer, path / TEXT_ENCODER_DIR)
     return path
 
@@ -121,5 +121,5 @@ def seed_library(path: Path, tree: Path, spec: ModelSpec, settings: Settings) ->
                 ],
                 [],
             )
-        lib.save_vector_index(_index_params(settings))
+        lib.ann.save(_index_params(settings))
     return len(entries)

@@ -602,7 +602,7 @@ def forget(ctx: click.Context, path: str, library: str | None) -> None:
         gone = lib.forget(target, inside)
         if not is_root:
             lib.add_root(target, None, kind="excluded")
-        lib.save_vector_index(IndexParams.from_settings(settings))
+        lib.ann.save(IndexParams.from_settings(settings))
     what = "folder" if is_root else "folder (left out of its root from now on)"
     warn(f"forgot {what} {display(target)}: {gone} images removed from the library")
 

@@ -411,7 +411,7 @@ def run(
         library.remove(todo.to_remove)
         result.removed = len(todo.to_remove)
         result.metadata = _backfill_metadata(library, settings, on_status)
-        library.save_vector_index(IndexParams.from_settings(settings))
+        library.ann.save(IndexParams.from_settings(settings))
         _ensure_text_encoder(library, encoder, load_encoder, on_status)
         status = "ok"
     finally:
