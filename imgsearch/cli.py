@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -15,9 +16,20 @@ from imgsearch import config as config_mod
 from imgsearch.errors import ImgsearchError
 from imgsearch.output import echo, human_bytes, render_hits, render_rows, warn
 
+# What Ctrl-C leaves behind, per command; the others had nothing to keep.
+INTERRUPTED = {
+    "index": "interrupted: batches already stored are kept; run the same command to continue",
+}
+
 
 class Group(click.Group):
     """Turns every ImgsearchError into one clean message and exit status 1; nothing else leaks."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)  # bare `imgsearch`: help on stdout, 0
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -25,7 +37,7 @@ class Group(click.Group):
         except ImgsearchError as err:
             raise click.ClickException(str(err)) from err
         except KeyboardInterrupt:
-            warn("interrupted: batches already stored are kept; run the same command to continue")
+            warn(INTERRUPTED.get(ctx.invoked_subcommand or "", "interrupted"))
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -68,7 +80,7 @@ def library_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--library",
         "library",
-        type=click.Path(file_okay=False),
+        type=click.Path(),  # a file here is refused in config.resolve, whichever layer set it
         help="Library folder (env IMGSEARCH_LIBRARY; default: XDG data dir).",
     )(fn)
 
@@ -77,24 +89,61 @@ def settings_from(ctx: click.Context, **flags: Any) -> config_mod.Settings:
     return config_mod.resolve(ctx.obj["config_file"], overrides=flags)
 
 
+def _pick_format(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """Store the chosen output format as `fmt`; two different ones are a usage error."""
+    ctx.params.setdefault("fmt", None)
+    if not value:
+        return
+    chosen = param.name.removeprefix("fmt_") if param.name else None
+    if ctx.params["fmt"] not in (None, chosen):
+        raise click.UsageError(
+            f"--{ctx.params['fmt']} and --{chosen} cannot be used together; pick one", ctx
+        )
+    ctx.params["fmt"] = chosen
+
+
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--json / --paths, the same on every command that lists hits."""
-    fn = click.option("--paths", "fmt", flag_value="paths", help="Print paths only, one per line.")(
-        fn
-    )
-    fn = click.option("--json", "fmt", flag_value="json", help="Print a JSON array of hits.")(fn)
+    """--json / --paths, the same on every command that lists hits (passed on as `fmt`)."""
+    for name, text in (
+        ("paths", "Print paths only, one per line."),
+        ("json", "Print a JSON array of hits."),
+    ):
+        fn = click.option(
+            f"--{name}",
+            f"fmt_{name}",
+            is_flag=True,
+            expose_value=False,
+            callback=_pick_format,
+            help=text,
+        )(fn)
     return fn
+
+
+def _help(text: str, key: str) -> str:
+    """Option help with the packaged default of its setting (the option itself defaults to
+    None, so that config files and environment variables still apply)."""
+    value = config_mod.packaged_defaults().get(key)
+    return text if value is None else f"{text}  [default: {value}]"
 
 
 def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--in",
         "folder",
-        type=click.Path(file_okay=False),
+        type=click.Path(file_okay=False, exists=True),
         help="Only return images inside this folder.",
     )(fn)
-    fn = click.option("--min-score", type=float, help="Drop hits below this cosine similarity.")(fn)
-    fn = click.option("-k", "--limit", type=click.IntRange(min=1), help="Number of results.")(fn)
+    fn = click.option(
+        "--min-score",
+        type=float,
+        help=_help("Drop hits below this cosine similarity (see README: Scores).", "min_score"),
+    )(fn)
+    fn = click.option(
+        "-k",
+        "--limit",
+        type=click.IntRange(min=1),
+        help=_help("Number of results.", "limit"),
+    )(fn)
     return fn
 
 
@@ -102,18 +151,34 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @library_option
-@click.option("--model", help="open_clip model name, hf-hub:org/repo or local-dir:/path.")
-@click.option("--pretrained", help="Pretrained tag, checkpoint file, or 'none' (random weights).")
-@click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images per model call.")
-@click.option("--workers", type=click.IntRange(min=0), help="Decode processes (0 = one per core).")
+@click.option(
+    "--model",
+    help=_help("open_clip model name, hf-hub:org/repo or local-dir:/path.", "model"),
+)
+@click.option(
+    "--pretrained",
+    help=_help("Pretrained tag, checkpoint file, or 'none' (random weights).", "pretrained"),
+)
+@click.option("--device", help=_help("auto, cpu, cuda, cuda:N or mps.", "device"))
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help=_help("Images per model call.", "batch_size"),
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help=_help("Decode processes (0 = one per core).", "workers"),
+)
 @click.option(
     "--decode",
     type=click.Choice(config_mod.DECODE_MODES),
-    help="Decode JPEGs on the cpu, the gpu, or auto (gpu with a CUDA model).",
+    help=_help("Decode JPEGs on the cpu, the gpu, or auto (gpu with a CUDA model).", "decode"),
 )
 @click.option("--wait", is_flag=True, help="Wait for another run on the same library to finish.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Only errors: no progress, warnings, skips or summary."
+)
 @click.pass_context
 def index(
     ctx: click.Context,
@@ -141,6 +206,8 @@ def index(
     from imgsearch.library import Library
     from indexer import pipeline
 
+    if quiet and not ctx.obj["verbose"]:
+        logging.getLogger().setLevel(logging.ERROR)
     settings = settings_from(
         ctx,
         library=library,
@@ -151,37 +218,81 @@ def index(
         workers=workers,
         decode=decode,
     )
+    progress = _progress_bar(quiet)
+    say = progress.write if progress else warn  # messages on their own lines above the bar
+    created = _NewLibrary(settings.library_path)
     lib = Library.open(settings.library_path, create=True)
-    with lib, lib.write_lock(wait=wait):
-        name, weights = pipeline.choose_model(lib, settings, explicit=bool(model or pretrained))
-        progress = _progress_bar(quiet)
+    try:
+        with lib, lib.write_lock(wait=wait):
+            created.locked = True
+            try:
+                name, weights = pipeline.choose_model(
+                    lib, settings, explicit=bool(model or pretrained)
+                )
 
-        def load() -> Any:
-            from imgsearch.encoder import load_encoder
+                def load() -> Any:
+                    from imgsearch.encoder import load_encoder
 
-            if not quiet:
-                warn(f"loading model {name}{' / ' + weights if weights else ''} ...")
-            return load_encoder(name, weights, settings.device)
+                    if not quiet:
+                        say(f"loading model {name}{' / ' + weights if weights else ''} ...")
+                    return load_encoder(name, weights, settings.device)
 
-        try:
-            result = pipeline.run(
-                lib,
-                list(paths),
-                settings,
-                load_encoder=load,
-                model=(name, weights),
-                on_progress=progress.update if progress else None,
-                on_skip=lambda path, reason: warn(f"skipping {path}: {reason}"),
-                on_status=None if quiet else warn,
-            )
-        finally:
-            if progress:
-                progress.close()
+                result = pipeline.run(
+                    lib,
+                    list(paths),
+                    settings,
+                    load_encoder=load,
+                    model=(name, weights),
+                    on_progress=progress.update if progress else None,
+                    on_skip=None
+                    if quiet
+                    else lambda path, reason: say(f"skipping {path}: {reason}"),
+                    on_status=None if quiet else say,
+                )
+            except BaseException:
+                with contextlib.suppress(ImgsearchError):  # cannot tell: keep it
+                    created.stored = lib.count() > 0
+                raise
+    except BaseException:
+        created.discard_if_empty()
+        raise
+    finally:
+        if progress:
+            progress.close()
     if not quiet:
-        warn(_summary(result))
+        warn(_summary(result, settings))
 
 
-def _summary(result: Any) -> str:
+class _NewLibrary:
+    """A library folder this run creates: a run that fails before storing anything removes
+    what it made, so a typo or an offline model leaves no empty library behind."""
+
+    def __init__(self, path: Any) -> None:
+        from imgsearch.library import DB_NAME
+
+        self.path = path
+        self.fresh = not (path / DB_NAME).exists()
+        self.before = set(os.listdir(path)) if self.fresh and path.is_dir() else None
+        self.locked = False  # only the lock holder may remove (another run may be creating it)
+        self.stored = True
+
+    def discard_if_empty(self) -> None:
+        import shutil
+
+        if not (self.fresh and self.locked) or self.stored:
+            return
+        if self.before is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for name in set(os.listdir(self.path)) - self.before:
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+
+
+def _summary(result: Any, settings: config_mod.Settings) -> str:
     rate = result.embedded / result.embed_seconds if result.embed_seconds > 0 else 0.0
     parts = [
         f"{result.added} added",
@@ -196,25 +307,44 @@ def _summary(result: Any) -> str:
         text += f" (embedding {rate:.1f} images/s)"
     text += ": " + ", ".join(parts)
     if result.skipped:
+        import shlex
+
         reasons = Counter(reason for _, reason in result.skipped)
         text += "\nskipped: " + "; ".join(f"{n} × {r}" for r, n in reasons.most_common(8))
-        text += "\n(see them all with: imgsearch errors)"
+        where = f" --library {shlex.quote(str(settings.library_path))}" if settings.library else ""
+        text += f"\n(see them all with: imgsearch errors{where})"
     return text
 
 
 class _Bar:
-    """tqdm on stderr, only on a terminal."""
+    """tqdm on stderr, only on a terminal. It shows the rate the summary prints (images stored
+    per second since the first batch started, from pipeline.Progress), not tqdm's own."""
 
     def __init__(self) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True, desc="embedding")
+        self.bar = tqdm(
+            unit="img",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            desc="embedding",
+            bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            postfix="waiting for the model",
+        )
 
     def update(self, p: Any) -> None:
         self.bar.total = p.total
         self.bar.n = p.done
-        self.bar.set_postfix(failed=p.failed, refresh=False)
+        if p.total:
+            self.bar.bar_format = (
+                "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+            )
+        rate = p.embedded / p.seconds if p.seconds > 0 else 0.0
+        self.bar.set_postfix_str(f"{rate:.1f} images/s, {p.failed} failed", refresh=False)
         self.bar.refresh()
+
+    def write(self, text: str) -> None:
+        self.bar.write(text, file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()
@@ -247,7 +377,7 @@ def _searcher(ctx: click.Context, library: str | None, **flags: Any) -> Any:
 @click.option(
     "--templates",
     type=click.Choice(config_mod.TEMPLATE_MODES),
-    help="Prompt templates: none, photo (default) or ensemble.",
+    help=_help("Prompt templates: none, photo or ensemble.", "templates"),
 )
 @query_options
 @output_options
@@ -278,13 +408,40 @@ def query(
     """
     from imgsearch.search import Term, parse_expression
 
-    parsed = parse_expression(terms)
+    try:
+        parsed = parse_expression(terms)
+    except ImgsearchError as err:
+        raise click.UsageError(str(err), ctx) from err
     parsed += [Term("image", p) for p in images] + [Term("text", t, -1.0) for t in minus]
-    if not parsed:
-        raise click.UsageError("give a text to search for, or --image FILE")
+    if not parsed or any(t.kind == "text" and not t.value.strip() for t in parsed):
+        raise click.UsageError(
+            "give a text to search for, or --image FILE "
+            "(e.g. imgsearch query dog + beach - people)",
+            ctx,
+        )
     with _searcher(ctx, library, templates=templates) as searcher:
         hits = searcher.query(terms=parsed, k=limit, min_score=min_score, folder=folder)
+        _print_hits(hits, fmt, searcher.settings, min_score, folder)
+
+
+def _print_hits(
+    hits: list[Any],
+    fmt: str | None,
+    settings: config_mod.Settings,
+    min_score: float | None,
+    folder: str | None,
+) -> None:
+    """Hits on stdout; when none remain, say so (and why, when a filter explains it) on stderr."""
     echo(render_hits(hits, fmt or "table"))
+    if hits:
+        return
+    why = []
+    if folder is not None:
+        why.append(f"inside {os.path.abspath(folder)}")
+    floor = settings.min_score if min_score is None else min_score
+    if floor > -1:
+        why.append(f"scoring at least {floor} (lower --min-score)")
+    warn("no results" + (": no image " + " and ".join(why) if why else ""))
 
 
 @cli.command()
@@ -310,7 +467,7 @@ def similar(
     """
     with _searcher(ctx, library) as searcher:
         hits = searcher.similar(file, k=limit, min_score=min_score, folder=folder)
-    echo(render_hits(hits, fmt or "table"))
+        _print_hits(hits, fmt, searcher.settings, min_score, folder)
 
 
 # ---- housekeeping -----------------------------------------------------------------------------
@@ -336,6 +493,7 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
     from imgsearch.library import ERROR
 
     settings = settings_from(ctx, library=library)
+    own, model_files = _sizes(settings.library_path)
     with _open_existing(ctx, library) as lib:
         spec = lib.model_spec()
         meta = lib.meta()
@@ -349,7 +507,9 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
             "pretrained": spec.pretrained if spec else None,
             "dim": spec.dim if spec else None,
             "index": "exact" if count <= settings.exact_search_max else "approximate (IVF)",
-            "bytes": lib.disk_bytes(),
+            "bytes": own + model_files,
+            "library_bytes": own,
+            "model_bytes": model_files,
             "created_at": meta.get("created_at"),
             "updated_at": meta.get("updated_at"),
             "last_run": last,
@@ -362,7 +522,8 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
         f"model     {spec.label() + f' ({spec.dim}-d)' if spec else '(none yet)'}",
         f"images    {info['images']} indexed, {info['errors']} failed",
         f"index     {info['index']}",
-        f"size      {human_bytes(info['bytes'])}",
+        f"size      {human_bytes(own)}"
+        + (f", plus {human_bytes(model_files)} of model files" if model_files else ""),
     ]
     if last:
         counts = ", ".join(
@@ -373,6 +534,23 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
             f"last run  {last['finished_at'] or last['started_at']} ({last['status']}): {counts}"
         )
     echo("\n".join(lines))
+
+
+def _sizes(folder: Any) -> tuple[int, int]:
+    """(the library's own bytes, the model files' bytes): the text encoder in text-encoder/ is
+    the same for every library of a model (hard links to one cached copy) and often 100x the
+    rest."""
+    from imgsearch.library import TEXT_ENCODER_DIR
+
+    own = models = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            size = path.stat().st_size
+            if path.relative_to(folder).parts[0] == TEXT_ENCODER_DIR:
+                models += size
+            else:
+                own += size
+    return own, models
 
 
 @cli.command()
@@ -398,4 +576,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # `python -m imgsearch.cli`: run the imported module, whose last lines register the
+    # commands kept in other modules (this __main__ copy would lack them).
+    from imgsearch.cli import main as _main
+
+    _main()
+
+
+from imgsearch import cli_completion  # noqa: E402,F401  (registers commands)

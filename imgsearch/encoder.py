@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import socket
+import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,11 @@ def normalize_model(name: str, pretrained: str) -> tuple[str, str]:
         return f"local-dir:{folder.resolve()}", ""
     if name.startswith("hf-hub:"):
         return name, ""
+    if not pretrained.strip():
+        raise ModelError(
+            f"model {name}: the pretrained setting is empty; give a pretrained tag (e.g. "
+            f"laion2b_s34b_b79k), a checkpoint file, or 'none' for random weights"
+        )
     if pretrained.lower() == RANDOM:
         return name, RANDOM
     looks_like_file = (
@@ -115,10 +121,12 @@ def _offline_unless_reachable() -> Iterator[bool]:
 
 
 def _offline_message(label: str, cause: BaseException) -> str:
+    lines = str(cause).strip().splitlines()
+    upstream = textwrap.shorten(lines[0] if lines else "", width=200, placeholder=" ...")
     return (
         f"could not load the weights of model {label}: they are downloaded from the Hugging Face "
         f"hub on first use (then cached), which needs network access, and this machine could not "
-        f"get them ({type(cause).__name__}: {str(cause).splitlines()[0][:200]}). Offline, pass a "
+        f"get them ({type(cause).__name__}: {upstream}). Offline, pass a "
         f"local copy: a checkpoint file with --pretrained /path/to/open_clip_model.safetensors "
         f"(.pt/.bin work too), or a folder with open_clip_config.json and the weights via "
         f"--model local-dir:/path/to/folder. Set them once in config.toml to make them the default."
@@ -161,6 +169,20 @@ class Encoder:
             batch = batch.permute(0, 3, 1, 2).float().sub_(self._mean).div_(self._std)
             feats = self.model.encode_image(batch.to(self.dtype))
             return _normalize(feats)
+
+    def token_count(self, text: str) -> tuple[int, int] | None:
+        """(tokens with start/end markers, context length), when the tokenizer can tell."""
+        tok = self.tokenizer
+        limit = getattr(tok, "context_length", None)
+        try:
+            if hasattr(tok, "encode") and hasattr(tok, "sot_token_id"):  # open_clip's CLIP BPE
+                return len(tok.encode(text)) + 2, int(limit)
+            inner = getattr(tok, "tokenizer", None)  # open_clip's HFTokenizer
+            if inner is not None and limit:
+                return len(inner(text)["input_ids"]), int(limit)
+        except Exception:  # an unusual tokenizer: no warning rather than a failed query
+            return None
+        return None
 
     def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Texts -> (N, dim) vectors."""

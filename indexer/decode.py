@@ -25,7 +25,15 @@ from PIL import Image, UnidentifiedImageError
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.modelspec import PreprocessSpec
-from indexer.walk import describe_file_type, fingerprint_fd, sniff_format, sniff_unsupported
+from indexer.walk import (
+    RAW_EXTENSIONS,
+    describe_file_type,
+    fingerprint_fd,
+    sniff_format,
+    sniff_unsupported,
+)
+
+RAW_REASON = "camera RAW file: not supported (index the camera's JPEG beside it, or export one)"
 
 # JPEG draft: decode at 1/2, 1/4 or 1/8 scale while both sides stay >= DRAFT_FACTOR x the model
 # input side. Measured, model input via draft vs full decode: factor 2 gives PSNR >= 49 dB
@@ -438,6 +446,8 @@ def decode(
     path: str, spec: PreprocessSpec, *, max_pixels: int, draft: bool = True
 ) -> Decoded | DecodeFailed:
     """One file -> Decoded, or DecodeFailed with a specific reason; never raises for bad input."""
+    if is_raw(path):  # TIFF-like inside, but the photo is not in Pillow's reach
+        return DecodeFailed(path, RAW_REASON)
     try:
         loaded = _load(path, max_pixels, draft_target(spec) if draft else None)
         pixels = to_model_input(loaded.image, spec)
@@ -457,6 +467,11 @@ def decode(
         mtime_ns=loaded.st.st_mtime_ns,
         fingerprint=loaded.fingerprint,
     )
+
+
+def is_raw(path: str) -> bool:
+    """A camera RAW file by its name (see RAW_REASON)."""
+    return os.path.splitext(path)[1].lower() in RAW_EXTENSIONS
 
 
 def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:

@@ -63,6 +63,7 @@ def test_in_restricts_to_a_folder(run, tiny_model, tmp_path):
     assert {h["path"] for h in found} == {str(p) for p in b}
     # a sibling folder whose name starts the same is not inside
     assert hits(run("query", "x", "--json", "--in", tmp_path / "photos" / "")) != []
+    (tmp_path / "phot").mkdir()  # a real folder whose path is a prefix of the indexed one
     assert hits(run("query", "x", "--json", "--in", tmp_path / "phot")) == []
 
 
