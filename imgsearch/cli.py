@@ -50,6 +50,25 @@ class Group(click.Group):
             ) from err
 
 
+class _StderrLog(logging.Handler):
+    """Log records as `imgsearch: message` lines on stderr (the current one, so CliRunner sees
+    them too), above the progress bar while `index` shows one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("imgsearch: %(message)s"))
+        self.say: Callable[[str], None] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            (self.say or warn)(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+_LOG = _StderrLog()
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -70,9 +89,10 @@ def cli(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
       imgsearch query dog + beach - people --json
       imgsearch similar ~/Pictures/cat.jpg
     """
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="imgsearch: %(message)s"
-    )
+    root = logging.getLogger()
+    if _LOG not in root.handlers:
+        root.addHandler(_LOG)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
     ctx.obj = {"config_file": config_file, "verbose": verbose}
 
 
@@ -220,7 +240,12 @@ def index(
     )
     progress = _progress_bar(quiet)
     say = progress.write if progress else warn  # messages on their own lines above the bar
+    _LOG.say = say
     created = _NewLibrary(settings.library_path)
+    if created.fresh:  # a typo in the model name must not leave a library behind
+        from imgsearch.encoder import check_model_name
+
+        check_model_name(settings.model, settings.pretrained)
     lib = Library.open(settings.library_path, create=True)
     try:
         with lib, lib.write_lock(wait=wait):
@@ -257,6 +282,7 @@ def index(
         created.discard_if_empty()
         raise
     finally:
+        _LOG.say = None
         if progress:
             progress.close()
     if not quiet:

@@ -91,6 +91,14 @@ def normalize_model(name: str, pretrained: str) -> tuple[str, str]:
     return name, pretrained
 
 
+def check_model_name(name: str, pretrained: str) -> None:
+    """Fail now, with the same ModelError as loading would, on a model name or tag open_clip
+    does not know (no weights are read): `index` checks before it creates a library."""
+    name, pretrained = normalize_model(name, pretrained)
+    if not name.startswith(SCHEMAS):
+        _check_name(name, pretrained)
+
+
 def _hub_host() -> str:
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     return urlparse(endpoint).hostname or "huggingface.co"
