@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -286,7 +286,9 @@ def index(
         if progress:
             progress.close()
     if not quiet:
-        warn(_summary(result, settings))
+        library_flags = [("--config", ctx.obj["config_file"])]
+        library_flags.append(("--library", settings.library_path if library else None))
+        warn(_summary(result, library_flags))
 
 
 class _NewLibrary:
@@ -318,7 +320,9 @@ class _NewLibrary:
                 target.unlink(missing_ok=True)
 
 
-def _summary(result: Any, settings: config_mod.Settings) -> str:
+def _summary(result: Any, given: Sequence[tuple[str, Any]] = ()) -> str:
+    """The run's one-paragraph report; `given` are the (flag, value) pairs that chose the
+    library, repeated in the hint so that it works when copied."""
     rate = result.embedded / result.embed_seconds if result.embed_seconds > 0 else 0.0
     parts = [
         f"{result.added} added",
@@ -337,7 +341,7 @@ def _summary(result: Any, settings: config_mod.Settings) -> str:
 
         reasons = Counter(reason for _, reason in result.skipped)
         text += "\nskipped: " + "; ".join(f"{n} × {r}" for r, n in reasons.most_common(8))
-        where = f" --library {shlex.quote(str(settings.library_path))}" if settings.library else ""
+        where = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
         text += f"\n(see them all with: imgsearch errors{where})"
     return text
 
