@@ -109,28 +109,35 @@ def settings_from(ctx: click.Context, **flags: Any) -> config_mod.Settings:
     return config_mod.resolve(ctx.obj["config_file"], overrides=flags)
 
 
+# The output formats of every command that lists hits: (flags, format, help), in --help order.
+OUTPUT_FORMATS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("--json",), "json", "Print a JSON array of hits."),
+    (("--paths",), "paths", "Print paths only, one per line."),
+)
+
+
 def _pick_format(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     """Store the chosen output format as `fmt`; two different ones are a usage error."""
     ctx.params.setdefault("fmt", None)
-    if not value:
+    if not value or param.name is None:
         return
-    chosen = param.name.removeprefix("fmt_") if param.name else None
+    chosen = param.name.removeprefix("fmt_")
     if ctx.params["fmt"] not in (None, chosen):
+        flags = {fmt: flags[-1] for flags, fmt, _ in OUTPUT_FORMATS}
         raise click.UsageError(
-            f"--{ctx.params['fmt']} and --{chosen} cannot be used together; pick one", ctx
+            f"{flags[ctx.params['fmt']]} and {flags[chosen]} cannot be used together; pick one",
+            ctx,
         )
     ctx.params["fmt"] = chosen
 
 
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--json / --paths, the same on every command that lists hits (passed on as `fmt`)."""
-    for name, text in (
-        ("paths", "Print paths only, one per line."),
-        ("json", "Print a JSON array of hits."),
-    ):
+    """The OUTPUT_FORMATS flags, the same on every command that lists hits (passed on as `fmt`:
+    None for the table); giving two of them is a usage error."""
+    for flags, fmt, text in reversed(OUTPUT_FORMATS):
         fn = click.option(
-            f"--{name}",
-            f"fmt_{name}",
+            *flags,
+            f"fmt_{fmt}",
             is_flag=True,
             expose_value=False,
             callback=_pick_format,

@@ -92,11 +92,22 @@ def normalize_model(name: str, pretrained: str) -> tuple[str, str]:
 
 
 def check_model_name(name: str, pretrained: str) -> None:
-    """Fail now, with the same ModelError as loading would, on a model name or tag open_clip
-    does not know (no weights are read): `index` checks before it creates a library."""
+    """Fail now, with the same ModelError as loading would, on a model name open_clip does not
+    know (no weights are read): `index` checks before it creates a library."""
     name, pretrained = normalize_model(name, pretrained)
-    if not name.startswith(SCHEMAS):
-        _check_name(name, pretrained)
+    if name.startswith(SCHEMAS) or name in _config_names():
+        return  # a known architecture; its pretrained tag is checked when it loads
+    _check_name(name, pretrained)  # imports open_clip (seconds) only for a name it lacks
+
+
+def _config_names() -> frozenset[str]:
+    """open_clip's architecture names, read from its model_configs/ folder without importing
+    it (2-4 s with torch), so that the check does not delay decoding that starts before that."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return frozenset(p.stem for f in folders for p in (Path(f) / "model_configs").glob("*.json"))
 
 
 def _hub_host() -> str:

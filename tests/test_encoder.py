@@ -124,3 +124,16 @@ def test_empty_pretrained_is_named():
     for empty in ("", "  "):
         with pytest.raises(ModelError, match="pretrained setting is empty"):
             normalize_model("ViT-B-32", empty)
+
+
+def test_checking_a_known_model_name_imports_nothing_heavy():
+    """`index` checks the name before it creates a library; decoding must not wait for torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from imgsearch.encoder import check_model_name; "
+        "check_model_name('ViT-B-32', 'laion2b_s34b_b79k'); "
+        "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
