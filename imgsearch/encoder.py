@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import socket
+import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,11 @@ def normalize_model(name: str, pretrained: str) -> tuple[str, str]:
         return f"local-dir:{folder.resolve()}", ""
     if name.startswith("hf-hub:"):
         return name, ""
+    if not pretrained.strip():
+        raise ModelError(
+            f"model {name}: the pretrained setting is empty; give a pretrained tag (e.g. "
+            f"laion2b_s34b_b79k), a checkpoint file, or 'none' for random weights"
+        )
     if pretrained.lower() == RANDOM:
         return name, RANDOM
     looks_like_file = (
@@ -83,6 +89,25 @@ def normalize_model(name: str, pretrained: str) -> tuple[str, str]:
             raise ModelError(f"checkpoint file {path} (from --pretrained) does not exist")
         return name, str(path.resolve())
     return name, pretrained
+
+
+def check_model_name(name: str, pretrained: str) -> None:
+    """Fail now, with the same ModelError as loading would, on a model name open_clip does not
+    know (no weights are read): `index` checks before it creates a library."""
+    name, pretrained = normalize_model(name, pretrained)
+    if name.startswith(SCHEMAS) or name in _config_names():
+        return  # a known architecture; its pretrained tag is checked when it loads
+    _check_name(name, pretrained)  # imports open_clip (seconds) only for a name it lacks
+
+
+def _config_names() -> frozenset[str]:
+    """open_clip's architecture names, read from its model_configs/ folder without importing
+    it (2-4 s with torch), so that the check does not delay decoding that starts before that."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return frozenset(p.stem for f in folders for p in (Path(f) / "model_configs").glob("*.json"))
 
 
 def _hub_host() -> str:
@@ -115,10 +140,12 @@ def _offline_unless_reachable() -> Iterator[bool]:
 
 
 def _offline_message(label: str, cause: BaseException) -> str:
+    lines = str(cause).strip().splitlines()
+    upstream = textwrap.shorten(lines[0] if lines else "", width=200, placeholder=" ...")
     return (
         f"could not load the weights of model {label}: they are downloaded from the Hugging Face "
         f"hub on first use (then cached), which needs network access, and this machine could not "
-        f"get them ({type(cause).__name__}: {str(cause).splitlines()[0][:200]}). Offline, pass a "
+        f"get them ({type(cause).__name__}: {upstream}). Offline, pass a "
         f"local copy: a checkpoint file with --pretrained /path/to/open_clip_model.safetensors "
         f"(.pt/.bin work too), or a folder with open_clip_config.json and the weights via "
         f"--model local-dir:/path/to/folder. Set them once in config.toml to make them the default."
@@ -161,6 +188,20 @@ class Encoder:
             batch = batch.permute(0, 3, 1, 2).float().sub_(self._mean).div_(self._std)
             feats = self.model.encode_image(batch.to(self.dtype))
             return _normalize(feats)
+
+    def token_count(self, text: str) -> tuple[int, int] | None:
+        """(tokens with start/end markers, context length), when the tokenizer can tell."""
+        tok = self.tokenizer
+        limit = getattr(tok, "context_length", None)
+        try:
+            if hasattr(tok, "encode") and hasattr(tok, "sot_token_id"):  # open_clip's CLIP BPE
+                return len(tok.encode(text)) + 2, int(limit)
+            inner = getattr(tok, "tokenizer", None)  # open_clip's HFTokenizer
+            if inner is not None and limit:
+                return len(inner(text)["input_ids"]), int(limit)
+        except Exception:  # an unusual tokenizer: no warning rather than a failed query
+            return None
+        return None
 
     def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Texts -> (N, dim) vectors."""

@@ -108,6 +108,8 @@ class Searcher:
         self.one_shot = one_shot
         self.settings = settings or config_mod.resolve()
         path = Path(library) if library is not None else self.settings.library_path
+        if path.exists() and not path.is_dir():
+            raise ImgsearchError(f"library path {path} is a file, not a folder")
         self.library = Library.open(path)
         spec = self.library.model_spec()
         if spec is None:
@@ -116,6 +118,7 @@ class Searcher:
         self._encoder: Encoder | None = None
         self._text: Any = None
         self._background: tuple[int, npt.NDArray[np.float32], float | None] | None = None
+        self._measure: Any = None  # text -> (tokens, context length) or None
 
     def close(self) -> None:
         self.library.close()
@@ -151,17 +154,34 @@ class Searcher:
                 if textonnx.exported(folder):
                     onnx = textonnx.OnnxTextEncoder(folder, prepack=not self.one_shot)
                     if onnx.dim == self.spec.dim:
+                        self._measure = onnx.token_count
                         return onnx.embed
             except ImportError:
                 pass
             except Exception as exc:  # a damaged export is not fatal: torch gives the same answer
                 log.warning("ignoring text encoder export %s: %s", folder, exc)
+        self._measure = self.encoder.token_count
         return self.encoder.embed_texts
+
+    def _warn_if_cut(self, text: str, prompts: Sequence[str]) -> None:
+        """The text tower reads a fixed number of tokens (77 for CLIP); say when a query is cut."""
+        counts = [c for c in map(self._measure or (lambda _p: None), prompts) if c is not None]
+        if counts and (worst := max(counts, key=lambda c: c[0]))[0] > worst[1]:
+            log.warning(
+                "the query %r is %d tokens long with its prompt template, and the model reads "
+                "only the first %d; the rest is ignored (shorten it)",
+                text if len(text) <= 60 else text[:57] + "...",
+                *worst,
+            )
 
     def embed_text(self, text: str, mode: str | None = None) -> npt.NDArray[np.float32]:
         """One text -> unit vector, averaging the prompt templates of `mode` (CLIP paper)."""
+        if not text.strip():
+            raise ImgsearchError("empty query text; give words to search for, e.g. 'a dog'")
         prompts = templates.expand(text, mode or self.settings.templates)
-        vec = self._embed_texts(prompts).mean(axis=0)
+        embedded = self._embed_texts(prompts)
+        self._warn_if_cut(text, prompts)
+        vec = embedded.mean(axis=0)
         return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
 
     def embed_image(self, path: str | os.PathLike[str]) -> npt.NDArray[np.float32]:
@@ -174,7 +194,7 @@ class Searcher:
 
         absolute = canonical(path)
         if not os.path.lexists(absolute):
-            raise ImgsearchError(f"{display(absolute)}: no such file")
+            raise ImgsearchError(f"cannot use {display(absolute)} as a query image: no such file")
         result = decode(absolute, self.spec.preprocess, max_pixels=self.settings.max_pixels)
         if isinstance(result, DecodeFailed):
             raise ImgsearchError(
@@ -188,6 +208,8 @@ class Searcher:
         """Weighted sum of the terms' unit vectors, normalised again."""
         if not terms:
             raise ImgsearchError("empty query: give a text, --image FILE or both")
+        if any(t.kind == "text" and not t.value.strip() for t in terms):
+            raise ImgsearchError("empty query text; give words to search for, e.g. 'a dog'")
         total = np.zeros(self.spec.dim, dtype=np.float32)
         for term in terms:
             vec = (

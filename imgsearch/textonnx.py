@@ -115,6 +115,10 @@ class OnnxTextEncoder:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load {export_dir / GRAPH}: {exc}; re-index") from exc
 
+    def token_count(self, text: str) -> tuple[int, int]:
+        """(tokens with SOT/EOT, context length): more than fits is cut by `embed`."""
+        return len(self.tokenizer.encode(text)) + 2, self.tokenizer.context_length
+
     def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """(N, dim) L2-normalised float32 vectors, batched by length to minimise padding."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

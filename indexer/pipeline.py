@@ -81,11 +81,14 @@ class IndexResult:
 
 @dataclass(frozen=True)
 class Progress:
-    """Emitted after each stored batch."""
+    """Emitted after each stored batch. `embedded / seconds` is the run's embedding rate, the
+    same figure the summary prints (IndexResult.embedded / embed_seconds)."""
 
     done: int
     total: int
     failed: int
+    embedded: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -310,6 +313,12 @@ def device_decoder(settings: Settings, encoder: Encoder) -> DeviceDecoder | None
     )
     if not wanted:
         return None
+    if settings.decode == "gpu" and not encoder.device.startswith("cuda"):
+        log.warning(
+            "--decode gpu: the model runs on %s and CUDA is not available, so JPEGs are "
+            "decoded with torchvision on the CPU (slower than --decode cpu)",
+            encoder.device,
+        )
     if not gpudecode.device_supported(spec):
         log.warning("GPU decoding does not support this model's preprocessing; decoding on CPU")
         return None
@@ -414,6 +423,11 @@ def run(
         library.ann.save(IndexParams.from_settings(settings))
         _ensure_text_encoder(library, encoder, load_encoder, on_status)
         status = "ok"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:
+        status = "failed"  # an error, not an interruption: the run cannot go on as it is
+        raise
     finally:
         result.seconds = time.perf_counter() - t0
         try:
@@ -534,8 +548,13 @@ def _embed_all(
         pixels.clear()
         payloads.clear()
         failed.clear()
+        result.embed_seconds = time.perf_counter() - started
         if on_progress:
-            on_progress(Progress(done, len(work), len(result.skipped)))
+            on_progress(
+                Progress(
+                    done, len(work), len(result.skipped), result.embedded, result.embed_seconds
+                )
+            )
 
     with stream:
         for item in stream:
@@ -550,7 +569,6 @@ def _embed_all(
                 flush()
     if done_recs or payloads or failed:
         flush()
-    result.embed_seconds = time.perf_counter() - started
     return encoder
 
 
