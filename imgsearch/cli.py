@@ -522,11 +522,15 @@ def query(
         )
     with _searcher(ctx, library, templates=templates, cutoff=cutoff) as searcher:
         result = searcher.search(q)
-        _print_result(result, fmt, searcher.settings, min_score)
+        _print_result(result, fmt, searcher.settings, min_score, q)
 
 
 def _print_result(
-    result: Any, fmt: str | None, settings: config_mod.Settings, min_score: float | None
+    result: Any,
+    fmt: str | None,
+    settings: config_mod.Settings,
+    min_score: float | None,
+    query: Any,
 ) -> None:
     """Hits on stdout; on stderr what the search did: missing roots, the cutoff, and when no
     hit remains, why (the filters, --min-score)."""
@@ -538,7 +542,8 @@ def _print_result(
     if result.hits:
         return
     if result.matched == 0:
-        warn("no results: no photos match the filters")
+        named = " ".join(display(str(f)) for f in query.filters)
+        warn(f"no results: no photos match {named}")
         return
     floor = settings.min_score if min_score is None else min_score
     why = f": no image scores at least {floor} (lower --min-score)" if floor > -1 else ""
@@ -574,7 +579,7 @@ def similar(
     q = Query(k=limit, min_score=min_score, filters=filters, cutoff=settings.cutoff)
     with _searcher(ctx, library, cutoff=cutoff) as searcher:
         result = searcher.similar_to(file, q)
-        _print_result(result, fmt, searcher.settings, min_score)
+        _print_result(result, fmt, searcher.settings, min_score, q)
 
 
 # ---- housekeeping -----------------------------------------------------------------------------

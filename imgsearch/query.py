@@ -256,7 +256,10 @@ def parse(words: Sequence[str], *, quoted: Sequence[bool] | None = None, **optio
             raise QueryError("empty query part; write e.g.  imgsearch query dog + beach - people")
         pending.append(word)
     if words and not quoted[-1] and words[-1] in ("+", "-"):
-        raise QueryError(f"a query cannot end with '{words[-1]}'; write e.g.  dog + beach - people")
+        raise QueryError(
+            f"empty query part after '{words[-1]}'; "
+            f"write e.g.  imgsearch query dog + beach - people"
+        )
     close()
     return Query(terms=tuple(terms), filters=tuple(filters), **options)
 

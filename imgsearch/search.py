@@ -384,7 +384,7 @@ class Searcher:
         all_terms += [Term("text", t, -1.0) for t in _as_list(negative)]
         for term in all_terms:
             if term.kind == "text" and not term.value.strip():
-                raise QueryError("empty text in the query")
+                raise QueryError("empty query text; give words to search for")
         if templates_mode is not None and templates_mode not in config_mod.TEMPLATE_MODES:
             raise ImgsearchError(
                 f"unknown templates mode {templates_mode!r}; "

@@ -288,7 +288,8 @@ def test_failed_index_leaves_no_library_behind(run, tiny_model, tmp_path):
     result = run("index", tmp_path / "no-such-folder", "--library", library, code=1)
     assert "no such file or folder" in result.stderr
     assert not library.exists()
-    result = run("index", tmp_path, "--library", library, "--model", "ViT-Nope-99", code=1)
+    (tmp_path / "pics").mkdir()
+    result = run("index", tmp_path / "pics", "--library", library, "--model", "ViT-Nope-99", code=1)
     assert "unknown model 'ViT-Nope-99'" in result.stderr
     assert not library.exists()
     # a folder the user made beforehand is kept, emptied of what the run wrote

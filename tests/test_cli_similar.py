@@ -47,6 +47,6 @@ def test_interrupted_similar_says_only_interrupted(run, tiny_model, pictures, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("imgsearch.search.Searcher.similar", interrupted)
+    monkeypatch.setattr("imgsearch.search.Searcher.similar_to", interrupted)
     result = run("similar", pictures[0], code=130)
     assert result.stderr == "interrupted\n"
