@@ -163,26 +163,41 @@ class Searcher:
         self._measure = self.encoder.token_count
         return self.encoder.embed_texts
 
-    def _warn_if_cut(self, text: str, prompts: Sequence[str]) -> None:
-        """The text tower reads a fixed number of tokens (77 for CLIP); say when a query is cut."""
+    def _cut(self, text: str, prompts: Sequence[str]) -> tuple[str, int, int] | None:
+        """(text, tokens, context length) when the text tower (77 tokens for CLIP) cuts it."""
         counts = [c for c in map(self._measure or (lambda _p: None), prompts) if c is not None]
         if counts and (worst := max(counts, key=lambda c: c[0]))[0] > worst[1]:
+            return (text if len(text) <= 60 else text[:57] + "...", *worst)
+        return None
+
+    @staticmethod
+    def _warn_cut(cut: Sequence[tuple[str, int, int]]) -> None:
+        """One warning per query, however many of its texts were cut."""
+        if cut:
+            parts = "; ".join(f"{text!r} is {n} tokens long" for text, n, _ in cut)
             log.warning(
-                "the query %r is %d tokens long with its prompt template, and the model reads "
-                "only the first %d; the rest is ignored (shorten it)",
-                text if len(text) <= 60 else text[:57] + "...",
-                *worst,
+                "%s with its prompt template, and the model reads only the first %d; the rest "
+                "is ignored (shorten it)",
+                parts,
+                cut[0][2],
             )
 
-    def embed_text(self, text: str, mode: str | None = None) -> npt.NDArray[np.float32]:
-        """One text -> unit vector, averaging the prompt templates of `mode` (CLIP paper)."""
+    def _embed_text(
+        self, text: str, mode: str | None
+    ) -> tuple[npt.NDArray[np.float32], tuple[str, int, int] | None]:
         if not text.strip():
             raise ImgsearchError("empty query text; give words to search for, e.g. 'a dog'")
         prompts = templates.expand(text, mode or self.settings.templates)
         embedded = self._embed_texts(prompts)
-        self._warn_if_cut(text, prompts)
         vec = embedded.mean(axis=0)
-        return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
+        unit = (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
+        return unit, self._cut(text, prompts)
+
+    def embed_text(self, text: str, mode: str | None = None) -> npt.NDArray[np.float32]:
+        """One text -> unit vector, averaging the prompt templates of `mode` (CLIP paper)."""
+        vec, cut = self._embed_text(text, mode)
+        self._warn_cut([cut] if cut else [])
+        return vec
 
     def embed_image(self, path: str | os.PathLike[str]) -> npt.NDArray[np.float32]:
         """An image file -> unit vector: the stored one when the file is indexed and unchanged
@@ -211,13 +226,15 @@ class Searcher:
         if any(t.kind == "text" and not t.value.strip() for t in terms):
             raise ImgsearchError("empty query text; give words to search for, e.g. 'a dog'")
         total = np.zeros(self.spec.dim, dtype=np.float32)
+        cut = []
         for term in terms:
-            vec = (
-                self.embed_text(term.value, mode)
-                if term.kind == "text"
-                else self.embed_image(term.value)
-            )
+            if term.kind == "text":
+                vec, was_cut = self._embed_text(term.value, mode)
+                cut += [was_cut] if was_cut else []
+            else:
+                vec = self.embed_image(term.value)
             total += term.weight * vec
+        self._warn_cut(cut)
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
             raise ImgsearchError("the query's parts cancel out; change the weights or drop a part")

@@ -205,6 +205,8 @@ def test_a_query_longer_than_the_context_warns_once(run, indexed, mode):
     assert result.stderr.count("tokens long") == 1, result.stderr
     assert "reads only the first 77" in result.stderr
     assert "tokens long" not in run("query", "a red square", "--templates", mode).stderr
+    two = run("query", LONG, "+", "green " + LONG, "--templates", mode).stderr
+    assert two.count("reads only the first") == 1 and two.count("tokens long") == 2, two
 
 
 def test_the_torch_text_path_warns_too(run, indexed, caplog):
