@@ -24,7 +24,7 @@ import numpy as np
 from imgsearch.errors import LibraryBusyError, LibraryError, ModelError
 from imgsearch.modelspec import ModelSpec
 from imgsearch.paths import display, from_key, prefix_range, to_key
-from imgsearch.photo import PhotoMeta
+from imgsearch.photo import METADATA_VERSION, PhotoMeta
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -136,9 +136,6 @@ INFO_COLUMNS = (
 )
 
 
-META_VERSION = 1  # bumped with indexer.exif.METADATA_VERSION
-
-
 def meta_columns(path: str, meta: PhotoMeta | None) -> dict[str, Any]:
     """The metadata columns of one row (all None when unknown, e.g. a failed file)."""
     folder = to_key(os.path.dirname(path))
@@ -152,7 +149,7 @@ def meta_columns(path: str, meta: PhotoMeta | None) -> dict[str, Any]:
         taken_at_source=meta.taken_at_source, camera_make=meta.camera_make,
         camera_model=meta.camera_model, lens=meta.lens, latitude=meta.latitude,
         longitude=meta.longitude, altitude=meta.altitude, orientation=meta.orientation,
-        file_type=meta.file_type, folder=folder, meta_version=META_VERSION,
+        file_type=meta.file_type, folder=folder, meta_version=METADATA_VERSION,
     )  # fmt: skip
 
 

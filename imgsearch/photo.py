@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Bump when indexer/exif.py learns a field or a fix: the library re-reads rows stored with less.
+METADATA_VERSION = 1
+
 
 @dataclass(frozen=True)
 class PhotoMeta:

@@ -282,7 +282,7 @@ class Searcher:
                 strategy = "exact-subset"
             ranked = [(i, v) for i, v in ranked if i not in excluded and v >= floor]
             ranked.sort(key=lambda pair: (-pair[1], pair[0]))  # ties: one order for cursors
-            ranked, cut = self._cut(ranked, query, vector)
+            ranked, cut = self._apply_cutoff(ranked, query, vector)
             if after is not None:
                 ranked = [(i, v) for i, v in ranked if (-v, i) > (-after[0], after[1])]
             page = ranked[:k]
@@ -322,7 +322,7 @@ class Searcher:
         order = np.lexsort((ids, -scores))[:k]
         return [(int(ids[j]), float(scores[j])) for j in order]
 
-    def _cut(
+    def _apply_cutoff(
         self, ranked: list[tuple[int, float]], query: Query, vector: npt.NDArray[np.float32]
     ) -> tuple[list[tuple[int, float]], CutoffDecision | None]:
         """Apply the cutoff policy to the ranked list (the `-k` cap applies after it). `auto`

@@ -18,12 +18,10 @@ from email.utils import parsedate_to_datetime
 
 from PIL import ExifTags, Image
 
-from imgsearch.photo import PhotoMeta
+from imgsearch.photo import METADATA_VERSION, PhotoMeta
 
 Base, GPS, IFD = ExifTags.Base, ExifTags.GPS, ExifTags.IFD
 
-# Bump when read_metadata learns a field or a fix: the library re-reads rows stored with less.
-METADATA_VERSION = 1
 # Where taken_at came from, best first: the order the capture time is looked for.
 SOURCES = ("DateTimeOriginal", "DateTimeDigitized", "DateTime", "GPS", "PNG", "mtime")
 # (date tag, its UTC offset tag, its sub-second tag)

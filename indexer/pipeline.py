@@ -662,12 +662,13 @@ def _backfill_metadata(
 ) -> int:
     """Read the metadata of rows stored before it was kept (or by an older reader): EXIF only,
     nothing is decoded to pixels or embedded again. Returns how many rows were updated."""
-    from indexer.decode import DecodeFailed, read_file_metadata
-    from indexer.exif import METADATA_VERSION
+    from imgsearch.photo import METADATA_VERSION
 
     stale = library.stale_metadata(METADATA_VERSION)
     if not stale:
         return 0
+    from indexer.decode import DecodeFailed, read_file_metadata
+
     if on_status:
         on_status(f"reading photo metadata of {len(stale)} images indexed before it was kept ...")
     batch: list[tuple[int, str, Any]] = []
