@@ -195,7 +195,7 @@ def folder_key(path: str) -> bytes:
 # ---- facets -----------------------------------------------------------------------------------
 FACETS = ("cameras", "years", "months", "folders", "file_types")
 _FACET_SQL = {
-    "cameras": "trim(coalesce(camera_make, '') || ' ' || coalesce(camera_model, ''))",
+    "cameras": "coalesce(camera_make, '') || char(31) || coalesce(camera_model, '')",
     "years": "substr(taken_at, 1, 4)",
     "months": "substr(taken_at, 1, 7)",
     "folders": "folder",
@@ -216,5 +216,26 @@ def facets(library: Library) -> dict[str, list[tuple[str, int]]]:
                 f"SELECT {expr} AS v, count(*) AS n FROM images WHERE status = 'ok' "
                 f"AND {expr} IS NOT NULL AND {expr} != '' GROUP BY v ORDER BY n DESC, v"
             ).fetchall()
-            out[name] = [(from_key(v) if isinstance(v, bytes) else str(v), int(n)) for v, n in rows]
+            values = [(from_key(v) if isinstance(v, bytes) else str(v), int(n)) for v, n in rows]
+            out[name] = _camera_labels(values) if name == "cameras" else values
     return out
+
+
+def camera_label(make: str | None, model: str | None) -> str:
+    """ "Canon" + "Canon EOS 40D" -> "Canon EOS 40D"; "Apple" + "iPhone 6" -> "Apple iPhone 6"
+    (makers often repeat their name in the model); camera: matches either part."""
+    make, model = (make or "").strip(), (model or "").strip()
+    first = make.split()[0].lower() if make else ""
+    if not model:
+        return make
+    return model if not first or model.lower().startswith(first) else f"{make} {model}"
+
+
+def _camera_labels(values: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for raw, n in values:
+        make, _, model = raw.partition("\x1f")
+        label = camera_label(make, model)
+        if label:
+            counts[label] = counts.get(label, 0) + n
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
