@@ -105,6 +105,11 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--model", help="open_clip model name, hf-hub:org/repo or local-dir:/path.")
 @click.option("--pretrained", help="Pretrained tag, checkpoint file, or 'none' (random weights).")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--runtime",
+    type=click.Choice(config_mod.RUNTIMES),
+    help="Image model runtime: onnx (CPU), torch, or auto (onnx on the CPU).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per model call.")
 @click.option("--workers", type=click.IntRange(min=0), help="Decode processes (0 = one per core).")
 @click.option(
@@ -122,6 +127,7 @@ def index(
     model: str | None,
     pretrained: str | None,
     device: str | None,
+    runtime: str | None,
     batch_size: int | None,
     workers: int | None,
     decode: str | None,
@@ -147,6 +153,7 @@ def index(
         model=model,
         pretrained=pretrained,
         device=device,
+        runtime=runtime,
         batch_size=batch_size,
         workers=workers,
         decode=decode,
@@ -163,12 +170,20 @@ def index(
                 warn(f"loading model {name}{' / ' + weights if weights else ''} ...")
             return load_encoder(name, weights, settings.device)
 
+        def load_images() -> Any:
+            from imgsearch import runtime as runtime_mod
+
+            return runtime_mod.load_image_encoder(
+                name, weights, settings, on_status=None if quiet else warn, on_warning=warn
+            )
+
         try:
             result = pipeline.run(
                 lib,
                 list(paths),
                 settings,
-                load_encoder=load,
+                load_encoder=load_images,
+                load_torch=load,
                 model=(name, weights),
                 on_progress=progress.update if progress else None,
                 on_skip=lambda path, reason: warn(f"skipping {path}: {reason}"),

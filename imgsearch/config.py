@@ -29,6 +29,7 @@ class Settings:
     model: str
     pretrained: str
     device: str
+    runtime: str
     batch_size: int
     decode: str
     workers: int
@@ -54,6 +55,7 @@ class Settings:
 
 TEMPLATE_MODES = ("none", "photo", "ensemble")
 DECODE_MODES = ("auto", "cpu", "gpu")
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 def packaged_config_path() -> Path:
@@ -132,6 +134,15 @@ def _validate(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"setting 'templates' must be one of {', '.join(TEMPLATE_MODES)}, "
             f"got {values['templates']!r}"
+        )
+    if values["runtime"] not in RUNTIMES:
+        raise ConfigError(
+            f"setting 'runtime' must be one of {', '.join(RUNTIMES)}, got {values['runtime']!r}"
+        )
+    if values["runtime"] == "onnx" and values["device"] not in ("auto", "cpu"):
+        raise ConfigError(
+            f"setting 'runtime' is onnx, which runs on the CPU, but 'device' is "
+            f"{values['device']!r}; use runtime torch (or auto) for {values['device']}"
         )
     for key in (
         "batch_size",
