@@ -263,7 +263,9 @@ def _convert(raw: Path, precision: str) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = raw.with_name("int8.onnx")
-    quantize_dynamic(str(raw), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    quantize_dynamic(
+        str(raw), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+    )
     return out
 
 

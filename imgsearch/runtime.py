@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from imgsearch.errors import ModelError
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from imgsearch.encoder import Encoder
     from imgsearch.imageonnx import OnnxImageEncoder
 
-    ImageEncoder = Union[Encoder, OnnxImageEncoder]
+    ImageEncoder = Encoder | OnnxImageEncoder
 
 
 def choose(settings: Settings) -> str:

@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from imgsearch import exports, imageonnx
 from indexer.decode import Decoded, decode
@@ -26,10 +25,6 @@ heavy = sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modu
 print(result.exit_code, heavy, "onnxruntime" in sys.modules)
 print(result.stderr)
 """
-
-
-def _model_args(model: str) -> tuple[str, str]:
-    return model, ""
 
 
 def _pixels(files: list[Path], spec) -> np.ndarray:
