@@ -30,6 +30,7 @@ class Settings:
     pretrained: str
     device: str
     runtime: str
+    onnx_precision: str
     batch_size: int
     decode: str
     workers: int
@@ -56,6 +57,7 @@ class Settings:
 TEMPLATE_MODES = ("none", "photo", "ensemble")
 DECODE_MODES = ("auto", "cpu", "gpu")
 RUNTIMES = ("auto", "torch", "onnx")
+ONNX_PRECISIONS = ("fp32", "int8")
 
 
 def packaged_config_path() -> Path:
@@ -138,6 +140,11 @@ def _validate(values: dict[str, Any]) -> None:
     if values["runtime"] not in RUNTIMES:
         raise ConfigError(
             f"setting 'runtime' must be one of {', '.join(RUNTIMES)}, got {values['runtime']!r}"
+        )
+    if values["onnx_precision"] not in ONNX_PRECISIONS:
+        raise ConfigError(
+            f"setting 'onnx_precision' must be one of {', '.join(ONNX_PRECISIONS)}, "
+            f"got {values['onnx_precision']!r}"
         )
     if values["runtime"] == "onnx" and values["device"] not in ("auto", "cpu"):
         raise ConfigError(

@@ -63,19 +63,21 @@ def load_image_encoder(
             return encoder
     else:
         encoder = None
-    export_dir = exports.image_export_dir(name, pretrained)
+    precision = settings.onnx_precision
+    export_dir = exports.image_export_dir(name, pretrained, precision)
     from imgsearch import imageonnx
 
     if imageonnx.exported(export_dir):
         if on_status:
-            on_status(f"loading model {label} (onnxruntime) ...")
+            extra = "" if precision == "fp32" else f", {precision}"
+            on_status(f"loading model {label} (onnxruntime{extra}) ...")
         return imageonnx.OnnxImageEncoder(export_dir)
     reason = exports.image_unsupported(export_dir)
     if reason is None:
         if encoder is None:
             encoder = _torch(name, pretrained, "cpu", label, on_status)
         try:
-            exports.export_image_encoder(export_dir, encoder, on_status)
+            exports.export_image_encoder(export_dir, encoder, on_status, precision)
             return imageonnx.OnnxImageEncoder(export_dir)
         except imageonnx.OnnxExportError as exc:
             reason = str(exc).splitlines()[0]

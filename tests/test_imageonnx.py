@@ -210,3 +210,26 @@ def test_two_processes_exporting_at_once_share_one_export(tmp_path):
     done = list((tmp_path / "race-cache" / "imgsearch" / "image-encoders").glob("*/manifest.json"))
     assert len(done) == 1
     assert not list(done[0].parent.glob(".export-*"))
+
+
+def test_int8_is_opt_in_and_checked(run, tmp_path, pictures, monkeypatch):
+    """onnx_precision = int8: its own export, self-checked (looser), fp32 stays the default."""
+    from imgsearch import config
+    from imgsearch.encoder import load_encoder
+    from tests.support.models import make_random_model_dir
+
+    assert config.resolve(environ={}).onnx_precision == "fp32"
+    model = "local-dir:" + str(make_random_model_dir(tmp_path / "q-model", seed=8))
+    monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "int8")
+    err = run("index", pictures[0].parent, "--model", model).stderr
+    assert "12 added" in err
+    folder = exports.image_export_dir(model, "", "int8")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["self_check"]["min_cosine"] >= 0.99
+    assert not exports.image_export_dir(model, "").exists()
+    torch_enc = load_encoder(model, "", "cpu")
+    pixels = _pixels(pictures, torch_enc.spec.preprocess)
+    got = imageonnx.OnnxImageEncoder(folder).embed_pixels(pixels)
+    assert np.sum(got * torch_enc.embed_pixels(pixels), axis=1).min() >= 0.99
+    monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "fp16")
+    assert "onnx_precision" in run("index", pictures[0].parent, code=1).stderr
