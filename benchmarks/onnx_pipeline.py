@@ -3,9 +3,10 @@
     python benchmarks/onnx_pipeline.py --photos DIR [-n 96] [--rounds 2]
 
 Runs indexer.pipeline.run into fresh libraries in this process (exports already cached), each
-variant in turn per round: DecodeStream gated (the torch-era default on the CPU) or
-overlapped, with onnxruntime's intra-op threads spinning (its default) or not. Reports the
-median wall-clock of decode + embed + store (`IndexResult.embed_seconds`) per variant.
+variant in turn per round (order reversed every other round): DecodeStream gated (the
+torch-era default on the CPU) or overlapped, with onnxruntime's intra-op threads spinning
+(its default) or not. Reports the median wall-clock of decode + embed + store
+(`IndexResult.embed_seconds`) per variant.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> int:
 
     from benchmarks import corpus
     from imgsearch import config, imageonnx, runtime
+    from imgsearch.encoder import load_encoder
     from imgsearch.library import Library
     from indexer import pipeline
 
@@ -44,8 +46,8 @@ def main() -> int:
     real_stream = pipeline.DecodeStream
     real_open = imageonnx.OnnxImageEncoder._open
     times: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for gated in (True, False):
+    for round_ in range(args.rounds):
+        for gated in (True, False)[:: 1 if round_ % 2 == 0 else -1]:
             for spin in (True, False):
                 name = f"{'gated' if gated else 'overlapped'} spin={'on' if spin else 'off'}"
 
@@ -76,6 +78,7 @@ def main() -> int:
                         load_encoder=lambda: runtime.load_image_encoder(
                             args.model, "none", settings
                         ),
+                        load_torch=lambda: load_encoder(args.model, "none", "cpu"),
                         model=(args.model, "none"),
                     )  # fmt: skip
                 assert result.added == args.n, result
