@@ -1,7 +1,7 @@
 """Libraries filled through the library's own storage path without embedding every image.
 
 `synthetic_library`: N clustered vectors (benchmarks.synth) stored with Library.store, the FAISS
-file saved with Library.save_vector_index and the text encoder exported as `imgsearch index`
+file saved with Library.ann.save and the text encoder exported as `imgsearch index`
 does, so queries take exactly the path they take on a real library of that size.
 
 `seed_library`: the rows a first `imgsearch index TREE` would have written for a real tree

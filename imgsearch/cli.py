@@ -199,6 +199,11 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--device", help=_help("auto, cpu, cuda, cuda:N or mps.", "device"))
 @click.option(
+    "--runtime",
+    type=click.Choice(config_mod.RUNTIMES),
+    help=_help("Image model runtime: onnx (CPU), torch, or auto (onnx on the CPU).", "runtime"),
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     help=_help("Images per model call.", "batch_size"),
@@ -230,6 +235,7 @@ def index(
     model: str | None,
     pretrained: str | None,
     device: str | None,
+    runtime: str | None,
     batch_size: int | None,
     workers: int | None,
     decode: str | None,
@@ -261,6 +267,7 @@ def index(
         model=model,
         pretrained=pretrained,
         device=device,
+        runtime=runtime,
         batch_size=batch_size,
         workers=workers,
         decode=decode,
@@ -297,11 +304,19 @@ def index(
                         say(f"loading model {name}{' / ' + weights if weights else ''} ...")
                     return load_encoder(name, weights, settings.device)
 
+                def load_images() -> Any:
+                    from imgsearch import runtime as runtime_mod
+
+                    return runtime_mod.load_image_encoder(
+                        name, weights, settings, on_status=None if quiet else say, on_warning=say
+                    )
+
                 result = pipeline.run(
                     lib,
                     list(paths),
                     settings,
-                    load_encoder=load,
+                    load_encoder=load_images,
+                    load_torch=load,
                     model=(name, weights),
                     on_progress=progress.update if progress else None,
                     on_skip=None

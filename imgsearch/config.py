@@ -30,6 +30,8 @@ class Settings:
     model: str
     pretrained: str
     device: str
+    runtime: str
+    onnx_precision: str
     batch_size: int
     decode: str
     workers: int
@@ -56,6 +58,8 @@ class Settings:
 
 TEMPLATE_MODES = ("none", "photo", "ensemble")
 DECODE_MODES = ("auto", "cpu", "gpu")
+RUNTIMES = ("auto", "torch", "onnx")
+ONNX_PRECISIONS = ("fp32", "int8")
 
 
 def packaged_config_path() -> Path:
@@ -149,6 +153,20 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
     if values["templates"] not in TEMPLATE_MODES:
         raise fail(
             "templates", f"must be one of {', '.join(TEMPLATE_MODES)}, got {values['templates']!r}"
+        )
+    if values["runtime"] not in RUNTIMES:
+        raise ConfigError(
+            f"setting 'runtime' must be one of {', '.join(RUNTIMES)}, got {values['runtime']!r}"
+        )
+    if values["onnx_precision"] not in ONNX_PRECISIONS:
+        raise ConfigError(
+            f"setting 'onnx_precision' must be one of {', '.join(ONNX_PRECISIONS)}, "
+            f"got {values['onnx_precision']!r}"
+        )
+    if values["runtime"] == "onnx" and values["device"] not in ("auto", "cpu"):
+        raise ConfigError(
+            f"setting 'runtime' is onnx, which runs on the CPU, but 'device' is "
+            f"{values['device']!r}; use runtime torch (or auto) for {values['device']}"
         )
     for key in (
         "batch_size",

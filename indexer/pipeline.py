@@ -338,6 +338,7 @@ def run(
     settings: Settings,
     *,
     load_encoder: Callable[[], Encoder],
+    load_torch: Callable[[], Encoder] | None = None,
     model: tuple[str, str] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
@@ -347,8 +348,9 @@ def run(
     """Index `roots` into `library` (caller holds the write lock); no roots: every root the
     library has. New folders become roots of the library.
 
-    `model` = (name, weights) that `load_encoder` loads, when known: decoding can then start
-    while the model loads.
+    `load_encoder` gives the image encoder (torch, or imgsearch.imageonnx's); `load_torch` the
+    torch Encoder the text-tower export needs (default: `load_encoder`). `model` = (name,
+    weights) that they load, when known: decoding can then start while the model loads.
     """
     started, t0 = now(), time.perf_counter()
     result = IndexResult()
@@ -421,7 +423,7 @@ def run(
         result.removed = len(todo.to_remove)
         result.metadata = _backfill_metadata(library, settings, on_status)
         library.ann.save(IndexParams.from_settings(settings))
-        _ensure_text_encoder(library, encoder, load_encoder, on_status)
+        _ensure_text_encoder(library, encoder, load_torch or load_encoder, on_status)
         status = "ok"
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -638,8 +640,13 @@ def _ensure_text_encoder(
     from imgsearch import exports
 
     dest = library.path / TEXT_ENCODER_DIR
-    if exports.installed(dest) or library.model_spec() is None:
+    spec = library.model_spec()
+    if exports.installed(dest) or spec is None:
         return
+    if exports.link_cached_text_encoder(dest, spec):
+        return  # made by an earlier run into another library: no model needed
+    if getattr(encoder, "model", None) is None:
+        encoder = None  # the ONNX image encoder: the text export needs torch's model
     if encoder is None:
         if library.meta().get("text_export") == "unsupported":
             return
