@@ -249,6 +249,7 @@ def _searcher(ctx: click.Context, library: str | None, **flags: Any) -> Any:
     type=click.Choice(config_mod.TEMPLATE_MODES),
     help="Prompt templates: none, photo (default) or ensemble.",
 )
+@click.option("--lang", help="Query language for NLLB models, e.g. kor_Hang (default: auto).")
 @query_options
 @output_options
 @library_option
@@ -259,6 +260,7 @@ def query(
     images: tuple[str, ...],
     minus: tuple[str, ...],
     templates: str | None,
+    lang: str | None,
     limit: int | None,
     min_score: float | None,
     folder: str | None,
@@ -275,6 +277,7 @@ def query(
       imgsearch query dog + beach - people -k 20
       imgsearch query "0.5*sunset" + @holiday.jpg --json
       imgsearch query --image cat.jpg --minus blurry --paths
+      imgsearch query "빨간 원" --lang kor_Hang
     """
     from imgsearch.search import Term, parse_expression
 
@@ -282,7 +285,7 @@ def query(
     parsed += [Term("image", p) for p in images] + [Term("text", t, -1.0) for t in minus]
     if not parsed:
         raise click.UsageError("give a text to search for, or --image FILE")
-    with _searcher(ctx, library, templates=templates) as searcher:
+    with _searcher(ctx, library, templates=templates, lang=lang) as searcher:
         hits = searcher.query(terms=parsed, k=limit, min_score=min_score, folder=folder)
     echo(render_hits(hits, fmt or "table"))
 

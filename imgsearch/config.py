@@ -38,6 +38,7 @@ class Settings:
     limit: int
     min_score: float
     templates: str
+    lang: str
     exact_search_max: int
     ivf_nprobe: int
     ivf_rerank: int
@@ -132,6 +133,13 @@ def _validate(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"setting 'templates' must be one of {', '.join(TEMPLATE_MODES)}, "
             f"got {values['templates']!r}"
+        )
+    from imgsearch.languages import valid_setting
+
+    if not valid_setting(values["lang"]):
+        raise ConfigError(
+            f"setting 'lang' must be auto or a language code such as kor_Hang, "
+            f"got {values['lang']!r}"
         )
     for key in (
         "batch_size",

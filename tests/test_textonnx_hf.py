@@ -83,6 +83,21 @@ def test_nllb_language_reaches_the_graph(tmp_path: Path) -> None:
     assert_matches_torch(encoder, model, tokenizer, lang="kor_Hang")
     assert (encoder.embed(GOLDEN, lang="kor_Hang") * english).sum(1).max() < 0.9999
 
+    # The torch path (no export) applies the same language, and restores the default after.
+    from imgsearch.encoder import Encoder
+    from imgsearch.errors import ModelError
+    from imgsearch.modelspec import ModelSpec, PreprocessSpec
+
+    tokenizer.tokenizer.src_lang = "eng_Latn"
+    pre = PreprocessSpec(size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    torch_encoder = Encoder(model, tokenizer, ModelSpec("nllb-toy", "", 24, pre), "cpu")
+    assert torch_encoder.takes_language
+    korean = torch_encoder.embed_texts(GOLDEN, lang="kor_Hang")
+    assert (korean * encoder.embed(GOLDEN, lang="kor_Hang")).sum(1).min() >= 0.9999
+    assert (torch_encoder.embed_texts(GOLDEN) * english).sum(1).min() >= 0.9999
+    with pytest.raises(ModelError, match="language code 'xx_Yyyy' is not known"):
+        torch_encoder.embed_texts(["빨간 원"], lang="xx_Yyyy")
+
 
 @pytest.mark.parametrize("pool", ["last", "first"])
 def test_siglip_style_tower_with_hf_tokenizer(pool: str, tmp_path: Path) -> None:
