@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,8 @@ if __package__ in (None, ""):
 from benchmarks.throughput import imgsearch_command, run_command  # noqa: E402
 
 KOREAN_QUERIES = ("빨간 원", "파란 사각형", "노란 별", "보라색 삼각형", "초록색 원", "빨간 것")
+ENGLISH_QUERIES = ("a red circle", "a blue square", "a yellow star", "a purple triangle")
+ENGLISH_QUERIES += ("a green circle", "something red")
 TORCH_PROBE = """
 import sys
 from click.testing import CliRunner
@@ -59,27 +62,43 @@ def build_library(work: Path, per_class: int = 5) -> Path:
     return library
 
 
+def _timed(args: list[str]) -> tuple[float, float]:
+    """(wall, CPU user+sys) seconds of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = run_command(args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{run.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return run.wall_s, cpu
+
+
 def cold_query_multilingual(library: Path, *, runs: int = 7) -> dict[str, object]:
-    """Median (and min/max) wall seconds of fresh Korean `imgsearch query` processes."""
-    walls = []
+    """Median wall and CPU seconds of fresh Korean `imgsearch query` processes.
+
+    English queries on the same library run interleaved with them, as a same-moment baseline:
+    on a shared machine the load moves the wall time more than the query path does.
+    """
+    samples: dict[str, list[tuple[float, float]]] = {"ko": [], "en": []}
     for i in range(runs + 1):
-        text = KOREAN_QUERIES[i % len(KOREAN_QUERIES)]
-        args = [*imgsearch_command(), "query", text, "--library", str(library)]
-        run = run_command(args)
-        if run.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed:\n{run.stderr[-2000:]}")
-        if i:  # the first run only warms the page cache
-            walls.append(run.wall_s)
+        for lang, text in (("ko", KOREAN_QUERIES[i % 6]), ("en", ENGLISH_QUERIES[i % 6])):
+            timing = _timed([*imgsearch_command(), "query", text, "--library", str(library)])
+            if i:  # the first round only warms the page cache
+                samples[lang].append(timing)
     probe = subprocess.run(
         [sys.executable, "-c", TORCH_PROBE.format(library=str(library))],
         capture_output=True,
         text=True,
         check=True,
     )
+    ko_wall = [w for w, _ in samples["ko"]]
     return {
-        "cli_cold_query_s_multilingual": statistics.median(walls),
-        "cli_cold_query_s_multilingual_min": min(walls),
-        "cli_cold_query_s_multilingual_max": max(walls),
+        "cli_cold_query_s_multilingual": statistics.median(ko_wall),
+        "cli_cold_query_s_multilingual_min": min(ko_wall),
+        "cli_cold_query_s_multilingual_max": max(ko_wall),
+        "cli_cold_query_cpu_s_multilingual": statistics.median(c for _, c in samples["ko"]),
+        "cli_cold_query_s_english_same_library": statistics.median(w for w, _ in samples["en"]),
+        "cli_cold_query_cpu_s_english_same_library": statistics.median(c for _, c in samples["en"]),
         "multilingual_query_heavy_imports": probe.stdout.strip(),
         "multilingual_model": "toy bilingual CLIP (tests/support/bilingual.py), not a real model",
     }

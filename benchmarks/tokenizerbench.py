@@ -30,7 +30,7 @@ SPLIT = (
     r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 )
 
-BUILD_RUST = '''
+BUILD_RUST = """
 import time; t0 = time.perf_counter()
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from imgsearch.tokenizer import Tokenizer as Ours, byte_alphabet, clean_text
@@ -54,7 +54,7 @@ def encode(texts, limit=77):
             ids = ids[:limit]; ids[-1] = eot
         out.append(ids)
     return out
-'''
+"""
 BUILD_OURS = """
 import time; t0 = time.perf_counter()
 from imgsearch.tokenizer import Tokenizer
