@@ -8,7 +8,8 @@ and is faster. The `tokenizers` pipeline is built as transformers' CLIP converte
 (ftfy + HTML unescape + whitespace + lower, `imgsearch.tokenizer.clean_text`), with open_clip's
 SOT/EOT and truncation. Ids are compared on tests/test_tokenizer.py's corpus (449 texts:
 handwritten edge cases, random mixed-script strings, random ASCII). Each timing runs in a fresh
-interpreter (load = import + build from the export folder's file).
+interpreter (load = imports + reading the file an export would hold: our bpe_merges.txt,
+or a tokenizer.json saved from the `tokenizers` pipeline).
 """
 
 from __future__ import annotations
@@ -30,22 +31,34 @@ SPLIT = (
     r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 )
 
+
+def save_rust_tokenizer(merges_path: Path, dest: Path) -> None:
+    """Build the `tokenizers` CLIP BPE (as transformers' converter does) and save it as JSON."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    from imgsearch.tokenizer import Tokenizer as Ours
+
+    vocab = Ours(merges_path).encoder
+    lines = merges_path.read_text(encoding="utf-8").split("\n")[1:]
+    merges = [tuple(m.split(" ")) for m in lines if m]
+    bpe = models.BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>", fuse_unk=False)
+    tok = Tokenizer(bpe)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(SPLIT), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.add_special_tokens(["<start_of_text>", "<end_of_text>"])
+    tok.save(str(dest))
+
+
 BUILD_RUST = """
 import time; t0 = time.perf_counter()
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-from imgsearch.tokenizer import Tokenizer as Ours, byte_alphabet, clean_text
-merges_path = {merges!r}
-ours_vocab = Ours(merges_path).encoder  # only for the vocab dict; not timed separately
-lines = open(merges_path, encoding="utf-8").read().split("\\n")[1:]
-merges = [tuple(m.split(" ")) for m in lines if m]
-tok = Tokenizer(models.BPE(vocab=ours_vocab, merges=merges, end_of_word_suffix="</w>",
-                           fuse_unk=False))
-tok.pre_tokenizer = pre_tokenizers.Sequence([
-    pre_tokenizers.Split(Regex({split!r}), behavior="removed", invert=True),
-    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-])
-tok.add_special_tokens(["<start_of_text>", "<end_of_text>"])
-sot, eot = ours_vocab["<start_of_text>"], ours_vocab["<end_of_text>"]
+from tokenizers import Tokenizer
+from imgsearch.tokenizer import clean_text
+tok = Tokenizer.from_file({path!r})
+sot, eot = tok.token_to_id("<start_of_text>"), tok.token_to_id("<end_of_text>")
 def encode(texts, limit=77):
     out = []
     for enc in tok.encode_batch([clean_text(t, "lower") for t in texts], add_special_tokens=False):
@@ -73,8 +86,11 @@ import json; print(json.dumps({{"load_s": t1 - t0, "first_s": t2 - t1, "corpus_s
 
 
 def run(kind: str, merges: Path, texts: list[str]) -> dict:
-    build = BUILD_RUST if kind == "tokenizers" else BUILD_OURS
-    code = build.format(merges=str(merges), split=SPLIT) + TIME.format(texts=texts)
+    if kind == "tokenizers":
+        build = BUILD_RUST.format(path=str(merges.with_name("tokenizer.json")))
+    else:
+        build = BUILD_OURS.format(merges=str(merges))
+    code = build + TIME.format(texts=texts)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -89,14 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     from imgsearch.tokenizer import read_merges, write_merges
     from tests.test_tokenizer import CORPUS
 
-    reference = [[int(i) for i in row if i] for row in SimpleTokenizer()(CORPUS).tolist()]
+    reference = SimpleTokenizer()(CORPUS).tolist()  # (N, 77), zero-padded (id 0 is also "!")
     result: dict[str, object] = {"machine": platform.node(), "corpus_texts": len(CORPUS)}
     with tempfile.TemporaryDirectory() as tmp:
         merges = Path(tmp) / "bpe_merges.txt"
         write_merges(read_merges(Path(default_bpe())), merges)
+        save_rust_tokenizer(merges, merges.with_name("tokenizer.json"))
         for kind in ("imgsearch", "tokenizers"):
             runs = [run(kind, merges, CORPUS) for _ in range(args.runs)]
-            wrong = sum(a != b for a, b in zip(runs[0]["ids"], reference))
+            padded = [row + [0] * (77 - len(row)) for row in runs[0]["ids"]]
+            wrong = sum(a != b for a, b in zip(padded, reference))
             result[f"{kind}_mismatched_texts"] = wrong
             for key in ("load_s", "first_s", "corpus_s"):
                 result[f"{kind}_{key}"] = statistics.median(r[key] for r in runs)
