@@ -178,3 +178,21 @@ def test_hf_query_path_does_not_import_torch(tmp_path: Path) -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_half_precision_model_is_checked_against_fp32(tmp_path: Path) -> None:
+    """A model indexed in fp16 (CUDA) exports fp32 ONNX, checked against an fp32 copy."""
+    import torch
+    from open_clip.tokenizer import HFTokenizer
+
+    folder = make_xlmr_tokenizer(tmp_path / "hf", TRAIN)
+    model, _ = make_hf_clip(folder, "xlm-roberta")
+    tokenizer = HFTokenizer(str(folder), context_length=32)
+    half = model.half()
+    out = export_text_encoder(half, tokenizer, tmp_path / "text")
+    assert all(p.dtype == torch.float16 for p in half.parameters())  # the live model is untouched
+    assert half.visual is not None
+    assert json.loads((out / MANIFEST).read_text())["min_probe_cosine"] >= 0.99999
+    got = OnnxTextEncoder(out).embed(GOLDEN)
+    ref = torch_vectors(model.float(), tokenizer, GOLDEN)
+    assert (got * ref).sum(axis=1).min() >= 0.9999
