@@ -45,12 +45,48 @@ print(sorted(m for m in ("torch", "open_clip", "transformers") if m in sys.modul
 """
 
 
-def build_library(work: Path, per_class: int = 5) -> Path:
+def xlmr_base_model(folder: Path) -> Path:
+    """A `local-dir:` model shaped like xlm-roberta-base-ViT-B-32, with RANDOM weights.
+
+    Timing only (rankings are meaningless): the text tower has xlm-roberta-base's sizes (250,002
+    tokens, 768 wide, 12 layers; ~278M parameters), the tokenizer is the toy one.
+    """
+    import open_clip
+    import torch
+    import transformers
+    from safetensors.torch import save_file
+
+    from tests.support.bilingual import corpus
+    from tests.support.hfmodels import make_xlmr_tokenizer
+
+    make_xlmr_tokenizer(folder, corpus(), vocab_size=300)
+    transformers.XLMRobertaConfig(
+        vocab_size=250002, max_position_embeddings=514, pad_token_id=1, type_vocab_size=1
+    ).save_pretrained(folder)
+    model_cfg = open_clip.get_model_config("xlm-roberta-base-ViT-B-32")
+    model_cfg["text_cfg"].update(
+        hf_model_name=str(folder), hf_tokenizer_name=str(folder), hf_model_pretrained=False
+    )
+    torch.manual_seed(0)
+    model = open_clip.model.CustomTextCLIP(**model_cfg)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(folder / "open_clip_model.safetensors"),
+    )
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}), encoding="utf-8"
+    )
+    return folder
+
+
+def build_library(work: Path, per_class: int = 5, *, xlmr_base: bool = False) -> Path:
     """Index shapes pictures with the bilingual toy model through the real CLI."""
     from tests.support.bilingual import train_bilingual_clip
     from tests.support.shapes import write_pictures
 
-    model = train_bilingual_clip(work / "model")  # IMGSEARCH_TEST_CACHE reuses a trained one
+    # The toy comes from IMGSEARCH_TEST_CACHE when a trained one is there.
+    make = xlmr_base_model if xlmr_base else train_bilingual_clip
+    model = make(work / "model")
     write_pictures(work / "pictures", per_class=per_class, seed=7)
     library = work / "library"
     args = [*imgsearch_command(), "index", str(work / "pictures"), "--library", str(library)]
@@ -100,7 +136,6 @@ def cold_query_multilingual(library: Path, *, runs: int = 7) -> dict[str, object
         "cli_cold_query_s_english_same_library": statistics.median(w for w, _ in samples["en"]),
         "cli_cold_query_cpu_s_english_same_library": statistics.median(c for _, c in samples["en"]),
         "multilingual_query_heavy_imports": probe.stdout.strip(),
-        "multilingual_model": "toy bilingual CLIP (tests/support/bilingual.py), not a real model",
     }
 
 
@@ -108,20 +143,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--xlmr-base",
+        action="store_true",
+        help="instead of the toy: random weights with xlm-roberta-base's text tower sizes",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix="imgsearch-ml-") as tmp:
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "xdg-cache")
-        library = build_library(Path(tmp))
+        library = build_library(
+            Path(tmp), per_class=1 if args.xlmr_base else 5, xlmr_base=args.xlmr_base
+        )
         result = {
             "machine": platform.node(),
             "loadavg_start": os.getloadavg()[0],
             **cold_query_multilingual(library, runs=args.runs),
+            "multilingual_model": (
+                "xlm-roberta-base-ViT-B-32 sizes, random weights (timing only)"
+                if args.xlmr_base
+                else "toy bilingual CLIP (tests/support/bilingual.py), not a real model"
+            ),
             "loadavg_end": os.getloadavg()[0],
         }
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
     out = args.out or Path(__file__).resolve().parent / "results" / (
-        f"multilingual-{stamp}-{platform.node()}.json"
+        f"multilingual{'-xlmr-base' if args.xlmr_base else ''}-{stamp}-{platform.node()}.json"
     )
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))
