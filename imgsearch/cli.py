@@ -489,6 +489,7 @@ def _restore(words: tuple[str, ...]) -> list[str]:
     type=click.Choice(config_mod.TEMPLATE_MODES),
     help=_help("Prompt templates: none, photo or ensemble.", "templates"),
 )
+@click.option("--lang", help="Query language for NLLB models, e.g. kor_Hang (default: auto).")
 @query_options
 @output_options
 @library_option
@@ -499,6 +500,7 @@ def query(
     images: tuple[str, ...],
     minus: tuple[str, ...],
     templates: str | None,
+    lang: str | None,
     limit: int | None,
     min_score: float | None,
     folder: str | None,
@@ -520,10 +522,11 @@ def query(
       imgsearch query --image cat.jpg --minus blurry --paths
       imgsearch query beach after:2021-06 camera:pixel -ext:png
       imgsearch query year:2023 has:gps
+      imgsearch query "빨간 원" --lang kor_Hang
     """
     from imgsearch.query import Filter, Term, parse
 
-    settings = settings_from(ctx, library=library, templates=templates, cutoff=cutoff)
+    settings = settings_from(ctx, library=library, templates=templates, cutoff=cutoff, lang=lang)
     q = parse(
         _restore(terms), k=limit, min_score=min_score, templates=templates, cutoff=settings.cutoff
     )
@@ -535,7 +538,7 @@ def query(
             "give a text to search for, --image FILE or a filter "
             "(e.g. imgsearch query dog + beach - people)"
         )
-    with _searcher(ctx, library, templates=templates, cutoff=cutoff) as searcher:
+    with _searcher(ctx, library, templates=templates, cutoff=cutoff, lang=lang) as searcher:
         result = searcher.search(q)
         _print_result(result, fmt, searcher.settings, min_score, q)
 

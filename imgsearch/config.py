@@ -42,6 +42,7 @@ class Settings:
     min_score: float
     templates: str
     cutoff: str
+    lang: str
     exact_search_max: int
     ivf_nprobe: int
     ivf_rerank: int
@@ -167,6 +168,13 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
         raise ConfigError(
             f"setting 'runtime' is onnx, which runs on the CPU, but 'device' is "
             f"{values['device']!r}; use runtime torch (or auto) for {values['device']}"
+        )
+    from imgsearch.languages import valid_setting
+
+    if not valid_setting(values["lang"]):
+        raise ConfigError(
+            f"setting 'lang' must be auto or a language code such as kor_Hang, "
+            f"got {values['lang']!r}"
         )
     for key in (
         "batch_size",

@@ -203,13 +203,36 @@ class Encoder:
             return None
         return None
 
-    def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Texts -> (N, dim) vectors."""
+    @property
+    def takes_language(self) -> bool:
+        """True when the tokenizer has a source-language token (NLLB): see embed_texts(lang=)."""
+        return hasattr(self.tokenizer, "set_lang_fn")
+
+    def embed_texts(self, texts: Sequence[str], lang: str | None = None) -> npt.NDArray[np.float32]:
+        """Texts -> (N, dim) vectors; `lang` is an NLLB code (kor_Hang), ignored by others."""
         import torch
 
         with torch.inference_mode():
-            tokens = self.tokenizer(list(texts)).to(self.device)
+            tokens = self._tokenize(list(texts), lang).to(self.device)
             return _normalize(self.model.encode_text(tokens))
+
+    def _tokenize(self, texts: list[str], lang: str | None) -> Any:
+        if lang is None or not self.takes_language:
+            return self.tokenizer(texts)
+        hf = self.tokenizer.tokenizer
+        if hf.convert_tokens_to_ids(lang) in (None, hf.unk_token_id):
+            raise ModelError(
+                f"language code {lang!r} is not known to the tokenizer of {self.spec.label()}; "
+                f"NLLB codes look like kor_Hang, eng_Latn, jpn_Jpan (--lang / setting 'lang')"
+            )
+        # open_clip's HFTokenizer.set_language is undone by transformers on each call (it
+        # re-applies src_lang), so the language is switched through src_lang itself.
+        before = hf.src_lang
+        hf.src_lang = lang
+        try:
+            return self.tokenizer(texts)
+        finally:
+            hf.src_lang = before
 
 
 def _normalize(feats: Any) -> npt.NDArray[np.float32]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgsearch import config as config_mod
-from imgsearch import templates
+from imgsearch import languages, templates
 from imgsearch.cutoff import CutoffDecision
 from imgsearch.errors import ImgsearchError
 from imgsearch.library import TEXT_ENCODER_DIR, ImageInfo, Library
@@ -143,7 +143,7 @@ class Searcher:
         """Texts through the exported ONNX text tower when present (no torch), else torch."""
         if self._text is None:
             self._text = self._load_text_encoder()
-        return self._text(texts)
+        return languages.embed(self._text, texts, self.settings.lang)
 
     def _load_text_encoder(self) -> Any:
         folder = self.library.path / TEXT_ENCODER_DIR
