@@ -399,3 +399,4 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+from imgsearch import cli_clip  # noqa: E402,F401  (registers commands)

@@ -302,7 +302,19 @@ def _text_graph(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
         graph = copy.deepcopy(graph).float().cpu()
     with torch.no_grad():
         dim = graph(torch.tensor([[1, 2]])).shape[1]
-    return graph, {"dim": int(dim), "truncate": causal, "pool": pool, "context": int(context)}
+    spec = {"dim": int(dim), "truncate": causal, "pool": pool, "context": int(context)}
+    return graph, {**spec, **_logit_params(model)}
+
+
+def _logit_params(model: nn.Module) -> dict[str, float]:
+    """exp(logit_scale) and, for SigLIP, logit_bias: zero-shot probabilities need them."""
+    out = {}
+    for name in ("logit_scale", "logit_bias"):
+        value = getattr(model, name, None)
+        if value is not None:
+            value = float(value.detach().float().reshape(-1)[0])
+            out[name] = float(np.exp(value)) if name == "logit_scale" else value
+    return out
 
 
 def _convert(raw: Path, precision: str) -> Path:

@@ -1,0 +1,231 @@
+"""Zero-shot tags over the stored vectors: no image is decoded or embedded again.
+
+Exclusive sets (one label per photo, e.g. ImageNet) keep the top-1 label when it beats the
+runner-up by `margin` in logits (default log 2: at least twice as probable). Multi-label sets
+keep every label whose cosine clears that label's own threshold, calibrated from its score
+distribution over the library: median + z * 1.4826 * MAD (a robust z-score: most photos do not
+show a given label, so its bulk is the "absent" distribution and the photos showing it are the
+upper tail). A model with a sigmoid bias (SigLIP) has its own threshold: sigmoid(scale*s+b) = 0.5.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from imgsearch.clip import store
+from imgsearch.clip.sets import LabelSet, load_label_set
+from imgsearch.clip.zeroshot import Classifier, classifier
+from imgsearch.errors import ImgsearchError
+
+if TYPE_CHECKING:
+    from imgsearch.library import Library
+
+MARGIN = float(np.log(2.0))
+# Robust z of a label's threshold. Measured on the tiny trained model's colour+shape set
+# (tests/test_clip_tags.py): F1 0.93 at z=1.5 and 2, 0.96 at 3, 0.94 at 4 -> 3.
+Z = 3.0
+MAX_PER_PHOTO = 10
+CALIBRATION_SAMPLE = 20000  # photos whose scores set the thresholds (evenly spaced ids)
+CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class TagReport:
+    name: str
+    photos: int
+    tagged: int  # photos that got at least one tag
+    tags: int
+
+
+def _thresholds(clf: Classifier, library: Library, z: float) -> npt.NDArray[np.float32]:
+    if clf.logit_bias is not None:
+        return np.full(len(clf.names), -clf.logit_bias / clf.logit_scale, np.float32)
+    ids = np.concatenate([i for i, _ in library.vectors(batch=CHUNK)] or [np.empty(0, np.int64)])
+    if len(ids) == 0:
+        raise ImgsearchError(f"library {library.path} holds no photos to tag")
+    if len(ids) > CALIBRATION_SAMPLE:
+        ids = ids[np.linspace(0, len(ids) - 1, CALIBRATION_SAMPLE).astype(np.int64)]
+    scores = np.concatenate([clf.scores(v) for _, v in library.vectors(only=ids)])
+    median = np.median(scores, axis=0)
+    mad = np.median(np.abs(scores - median), axis=0) * 1.4826
+    return (median + z * np.maximum(mad, 1e-4)).astype(np.float32)
+
+
+def _select(
+    clf: Classifier,
+    vectors: npt.NDArray[np.float32],
+    exclusive: bool,
+    margin: float,
+    thresholds: npt.NDArray[np.float32] | None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32], list]:
+    """(row, label, cosine, prob) of the tags of one chunk of vectors."""
+    scores = clf.scores(vectors)
+    if exclusive:
+        top2 = np.argpartition(-scores, 1, axis=1)[:, :2] if scores.shape[1] > 1 else None
+        rows = np.arange(len(scores))
+        if top2 is None:
+            best = np.zeros(len(scores), np.int64)
+            keep = np.ones(len(scores), bool)
+        else:
+            a, b = scores[rows, top2[:, 0]], scores[rows, top2[:, 1]]
+            best = np.where(a >= b, top2[:, 0], top2[:, 1])
+            gap = np.abs(a - b) * clf.logit_scale
+            keep = gap >= margin
+        logits = clf.logit_scale * scores[keep]
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs = probs[np.arange(len(probs)), best[keep]] / probs.sum(axis=1)
+        return rows[keep], best[keep], scores[rows, best][keep], probs.tolist()
+    assert thresholds is not None
+    above = scores - thresholds
+    above[above < 0] = -np.inf
+    if scores.shape[1] > MAX_PER_PHOTO:
+        cut = np.partition(above, -MAX_PER_PHOTO, axis=1)[:, -MAX_PER_PHOTO][:, None]
+        above[above < cut] = -np.inf
+    r, c = np.nonzero(np.isfinite(above))
+    cos = scores[r, c]
+    if clf.logit_bias is not None:
+        probs = (1 / (1 + np.exp(-(clf.logit_scale * cos + clf.logit_bias)))).tolist()
+    else:
+        probs = [None] * len(r)
+    return r, c, cos, probs
+
+
+def _write(
+    conn, name: str, ids: npt.NDArray[np.int64], clf: Classifier, picked: tuple
+) -> tuple[int, int]:
+    r, c, cos, probs = picked
+    names = clf.names
+    conn.executemany(
+        "INSERT OR REPLACE INTO tags (tag_set, image_id, label, score, prob) VALUES (?,?,?,?,?)",
+        zip(
+            [name] * len(r),
+            ids[r].tolist(),
+            [names[j] for j in c.tolist()],
+            cos.astype(float).tolist(),
+            probs,
+        ),
+    )
+    return len(set(r.tolist())), len(r)
+
+
+def apply(
+    library: Library,
+    labels: str,
+    templates: str | None = None,
+    *,
+    margin: float = MARGIN,
+    z: float = Z,
+) -> TagReport:
+    """Tag every photo with the label set `labels` (replacing an earlier run of the same set)."""
+    from imgsearch.library import now
+
+    label_set = load_label_set(labels)
+    clf = classifier(library, label_set, templates)
+    exclusive = label_set.exclusive
+    thresholds = None if exclusive else _thresholds(clf, library, z)
+    params = {
+        "margin": margin,
+        "z": z,
+        "thresholds": None if thresholds is None else thresholds.astype(float).tolist(),
+        "digest": label_set.digest(),
+    }
+    photos = tagged = count = 0
+    with store.writing(library) as conn:
+        conn.execute("DELETE FROM tags WHERE tag_set = ?", (label_set.name,))
+        conn.execute(
+            "INSERT OR REPLACE INTO tag_sets (name, spec, templates, exclusive, params, "
+            "applied_at) VALUES (?,?,?,?,?,?)",
+            (
+                label_set.name,
+                labels,
+                clf.templates.name,
+                int(exclusive),
+                json.dumps(params),
+                now(),
+            ),
+        )
+        for ids, vectors in library.vectors(batch=CHUNK):
+            picked = _select(clf, vectors, exclusive, margin, thresholds)
+            t, n = _write(conn, label_set.name, ids, clf, picked)
+            photos, tagged, count = photos + len(ids), tagged + t, count + n
+    return TagReport(label_set.name, photos, tagged, count)
+
+
+def remove(library: Library, name: str) -> int:
+    """Forget a label set and its tags; returns how many tags went."""
+    if not store.rows(library, "SELECT 1 FROM tag_sets WHERE name = ?", (name,)):
+        applied = ", ".join(r[0] for r in store.rows(library, "SELECT name FROM tag_sets"))
+        raise ImgsearchError(
+            f"label set {name!r} was not applied to library {library.path} "
+            f"(applied: {applied or 'none'}); see imgsearch tags"
+        )
+    with store.writing(library) as conn:
+        gone = conn.execute("DELETE FROM tags WHERE tag_set = ?", (name,)).rowcount
+        conn.execute("DELETE FROM tag_sets WHERE name = ?", (name,))
+    return gone
+
+
+def tag_new(library: Library, ids: Iterable[int]) -> int:
+    """Tag just-indexed photos for every applied set, as `apply` did (for `index`)."""
+    wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+    applied = store.rows(library, "SELECT name, spec, templates, exclusive, params FROM tag_sets")
+    if len(wanted) == 0 or not applied:
+        return 0
+    total = 0
+    for name, spec, templates, exclusive, raw in applied:
+        params = json.loads(raw)
+        label_set: LabelSet = load_label_set(spec)
+        clf = classifier(library, label_set, templates)
+        thr = params["thresholds"]
+        thresholds = None if thr is None else np.asarray(thr, np.float32)
+        if thresholds is not None and len(thresholds) != len(clf.names):
+            raise ImgsearchError(
+                f"label set {spec} changed since it was applied; run imgsearch tag --labels {spec}"
+            )
+        with store.writing(library) as conn:
+            marks = ",".join("?" * len(wanted))
+            conn.execute(
+                f"DELETE FROM tags WHERE tag_set = ? AND image_id IN ({marks})",
+                [name, *wanted.tolist()],
+            )
+            for ids, vectors in library.vectors(only=wanted):
+                picked = _select(clf, vectors, bool(exclusive), params["margin"], thresholds)
+                total += _write(conn, name, ids, clf, picked)[1]
+    return total
+
+
+def counts(library: Library) -> list[dict]:
+    """Every stored tag with the number of photos carrying it, most common first."""
+    found = store.rows(
+        library,
+        "SELECT t.tag_set, t.label, count(*) FROM tags t JOIN images i ON i.id = t.image_id "
+        "AND i.status = 'ok' GROUP BY t.tag_set, t.label ORDER BY count(*) DESC, t.label",
+    )
+    return [{"set": s, "tag": label, "photos": n} for s, label, n in found]
+
+
+def ids_with_tag(library: Library, name: str) -> npt.NDArray[np.int64]:
+    """Ids of the photos tagged `name` (any set; "set/label" for one set): the `tag:` filter."""
+    sql = "SELECT DISTINCT t.image_id FROM tags t JOIN images i ON i.id = t.image_id "
+    sql += "AND i.status = 'ok' WHERE "
+    set_name, sep, label = name.partition("/")
+    found = store.rows(library, sql + "t.label = ?", (name,))
+    if not found and sep:
+        found = store.rows(library, sql + "t.tag_set = ? AND t.label = ?", (set_name, label))
+    return np.asarray(sorted(r[0] for r in found), dtype=np.int64)
+
+
+def tags_of(library: Library, image_id: int) -> list[dict]:
+    found = store.rows(
+        library,
+        "SELECT tag_set, label, score, prob FROM tags WHERE image_id = ? ORDER BY score DESC",
+        (image_id,),
+    )
+    return [{"set": s, "tag": t, "score": sc, "prob": p} for s, t, sc, p in found]
