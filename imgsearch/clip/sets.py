@@ -178,6 +178,7 @@ def _label_set_from_toml(path: Path, name: str) -> LabelSet:
     source = str(data.get("source", ""))
     if source.startswith(OPEN_CLIP_PREFIX):
         labels += [Label(n) for n in open_clip_constant(source[len(OPEN_CLIP_PREFIX) :])]
+    reused = len(labels)
     labels += [_label(e, "", path) for e in data.get("labels", [])]
     for group, entries in data.get("groups", {}).items():
         if not isinstance(entries, list):
@@ -195,6 +196,7 @@ def _label_set_from_toml(path: Path, name: str) -> LabelSet:
             description=str(data.get("description", "")),
         ),
         path,
+        reused,
     )
 
 
@@ -212,11 +214,13 @@ def _label_set_from_text(path: Path) -> LabelSet:
     return _checked(LabelSet(name=path.stem, labels=tuple(labels), source=str(path)), path)
 
 
-def _checked(label_set: LabelSet, path: Path) -> LabelSet:
+def _checked(label_set: LabelSet, path: Path, reused: int = 0) -> LabelSet:
+    """Non-empty, and no name twice among the file's own labels (ImageNet's reused list has
+    'missile' and 'sunglasses' twice each: distinct classes, kept as they are)."""
     if not label_set.labels:
         raise SetError(f"label set {path} holds no labels")
     seen: set[str] = set()
-    for lab in label_set.labels:
+    for lab in label_set.labels[reused:]:
         if lab.name in seen:
             raise SetError(f"label set {path} names {lab.name!r} twice")
         seen.add(lab.name)
