@@ -80,8 +80,7 @@ def classify(
             {
                 "path": os.path.abspath(file),
                 "labels": [
-                    {"label": clf.names[j], "prob": float(p[j]), "score": float(s[j])}
-                    for j in top
+                    {"label": clf.names[j], "prob": float(p[j]), "score": float(s[j])} for j in top
                 ],
             }
         )

@@ -145,4 +145,5 @@ def test_classify_a_file_outside_the_library(run, shapes_lib, tmp_path, trained_
     out = json.loads(run("classify", *files, "--labels", labels, "-k", "1", "--json").stdout)
     right = sum(r["labels"][0]["label"] == caption(c, s) for r, (_, c, s) in zip(out, outside))
     assert right / len(files) >= 0.8
-    assert "no such file" in run("classify", tmp_path / "nope.png", "--labels", labels, code=1).stderr
+    missing = run("classify", tmp_path / "nope.png", "--labels", labels, code=1)
+    assert "no such file" in missing.stderr

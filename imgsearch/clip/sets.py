@@ -163,8 +163,7 @@ def _label(entry: Any, group: str, where: Path) -> Label:
             lists[key] = tuple(v.strip() for v in value if v.strip())
         return Label(entry["name"].strip(), lists["aliases"], lists["prompts"], group)
     raise SetError(
-        f'{where}: a label must be a string or {{ name = "...", aliases = [...] }}, '
-        f"not {entry!r}"
+        f'{where}: a label must be a string or {{ name = "...", aliases = [...] }}, not {entry!r}'
     )
 
 
