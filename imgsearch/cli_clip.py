@@ -523,3 +523,55 @@ def eval_probe(ctx: click.Context, folder: str, library: str | None, model: str 
         for k, r in result["shots"].items():
             table.append(f"{k:>5}  {r['probe']:.4f}  {r['zeroshot']:.4f}")
         _finish(lib, temporary, "probe", result, out, as_json, table)
+
+
+# ---- explain ----------------------------------------------------------------------------------
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("query")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the heatmap PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@library_option
+@click.pass_context
+def explain(
+    ctx: click.Context,
+    file: str,
+    query: str,
+    output: str | None,
+    as_json: bool,
+    library: str | None,
+) -> None:
+    """Show where in FILE the text QUERY matches: a heatmap by patch occlusion.
+
+    \b
+    Example:
+      imgsearch explain beach.jpg "a dog" -o dog-heat.png
+    """
+    from pathlib import Path
+
+    from imgsearch.clip.explain import explain_path, save_overlay
+    from imgsearch.search import Searcher
+
+    settings = settings_from(ctx, library=library)
+    with Searcher(settings.library_path, settings=settings, one_shot=True) as searcher:
+        exp = explain_path(searcher, file, query)
+    if output:
+        save_overlay(exp, Path(output))
+        warn(f"wrote {output}")
+    x, y = exp.peak()
+    h, w = exp.heat.shape
+    info = {
+        "path": os.path.abspath(file),
+        "query": query,
+        "score": exp.score,
+        "peak": {"x": (x + 0.5) / w, "y": (y + 0.5) / h},  # fractions of the model's view
+        "max_drop": float(exp.heat.max()),
+    }
+    if as_json:
+        echo(json.dumps(info, indent=2))
+    else:
+        echo(
+            f"score {exp.score:.4f}; strongest at x={info['peak']['x']:.2f}, "
+            f"y={info['peak']['y']:.2f} of the model's view (hiding it lowers the score by "
+            f"{info['max_drop']:.4f})"
+        )
