@@ -422,7 +422,8 @@ def _finish(lib: Any, temporary: bool, kind: str, result: dict, out: str | None,
               help=CSV_HELP)  # fmt: skip
 @click.option("--templates", "template_sets", default="photo,simple,openai", show_default=True,
               help="Comma-separated template sets; gains are against the first.")  # fmt: skip
-@click.option("--classes", help="Label set of the classes (e.g. imagenet); default: the CSV's.")
+@click.option("--classes", help="Label set of the classes (e.g. imagenet; a class_index column "
+              "maps to it); default: the CSV's labels.")  # fmt: skip
 @click.pass_context
 def eval_zeroshot(ctx: click.Context, folder: str, library: str | None, model: str | None,
                   pretrained: str | None, as_json: bool, out: str | None, labels_csv: str,
@@ -445,6 +446,8 @@ def eval_zeroshot(ctx: click.Context, folder: str, library: str | None, model: s
     with contextlib.ExitStack() as stack:
         lib, temporary = _eval_library(ctx, folder, library, model, pretrained, stack)
         label_set = load_label_set(classes) if classes else None
+        if label_set is not None:
+            rows = evaluate.relabel_by_index(Path(labels_csv), rows, label_set)
         result = evaluate.zeroshot(lib, rows, names, label_set)
         table = [f"{result['images']} images, {result['classes']} classes",
                  "templates  top1    top5    per-class  gain(top1)"]  # fmt: skip

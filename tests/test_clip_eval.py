@@ -158,3 +158,17 @@ def test_bad_labels_file(run, data, tmp_path):
     bad.write_text("a,b\n1,2\n")
     result = run("eval", "zeroshot", data[1][0][0].parent, "--labels", bad, code=1)
     assert "bad.csv: needs a header with a file column" in result.stderr
+
+
+def test_imagenet_csv_maps_to_open_clip_class_names(photos):
+    from imgsearch.clip import evaluate
+    from imgsearch.clip.sets import load_label_set
+
+    csv_path = photos / "imagenet-500" / "labels.csv"
+    imagenet = load_label_set("imagenet")
+    rows = evaluate.read_labels(csv_path, csv_path.parent)
+    mapped = evaluate.relabel_by_index(csv_path, rows, imagenet)
+    assert len(mapped) == 500 and {label for _, label in mapped} <= set(imagenet.names)
+    assert ("hammerhead shark" in {label for _, label in mapped}) and all(
+        p.startswith(str(csv_path.parent)) for p, _ in mapped
+    )

@@ -108,3 +108,19 @@ def test_remove_a_set(run, shapes, tmp_path, isolated_env):
 
 def test_tag_needs_labels_or_remove(run, shapes):
     assert "give either --labels SET or --remove SET" in run("tag", code=2).stderr
+
+
+@pytest.mark.parametrize("args", [["tags"], ["album", "list"], ["classify", "--help"]])
+def test_listing_needs_neither_torch_nor_sqlalchemy(args, shapes, isolated_env):
+    import subprocess
+    import sys
+
+    from tests.test_lazy_imports import PROBE
+
+    code = PROBE.format(
+        args=args + (["--library", str(isolated_env)] if "--help" not in args else [])
+    )
+    code += "print(sorted(m for m in ('sqlalchemy', 'sklearn') if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second = out.stdout.strip().splitlines()[-2:]
+    assert first == "0 []" and second == "[]", out.stdout + out.stderr

@@ -58,3 +58,10 @@ def test_wal_mode(tmp_path):
     Library.open(tmp_path, create=True).close()
     con = sqlite3.connect(tmp_path / DB_NAME)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_tag_and_album_tables_from_0006(tmp_path):
+    Library.open(tmp_path, create=True).close()
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"tag_sets", "tags", "albums", "album_examples", "album_members"} <= tables

@@ -44,6 +44,21 @@ def read_labels(csv_path: Path, folder: Path) -> list[tuple[str, str]]:
     return [(str((folder / r[path_col]).absolute()), r[label_col].strip()) for r in rows]
 
 
+def relabel_by_index(
+    csv_path: Path, rows: list[tuple[str, str]], classes: LabelSet
+) -> list[tuple[str, str]]:
+    """Rows labelled with `classes`' names through the CSV's class_index column, if it has one
+    (ImageNet CSVs carry the original WordNet names, the class set open_clip's cleaned ones)."""
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        indices = [r.get("class_index") for r in csv.DictReader(fh)]
+    if not indices or any(i is None or not str(i).strip().isdigit() for i in indices):
+        return rows
+    names = classes.names
+    if max(int(i) for i in indices) >= len(names):  # type: ignore[arg-type]
+        raise ImgsearchError(f"{csv_path}: class_index beyond the {len(names)} classes")
+    return [(p, names[int(i)]) for (p, _), i in zip(rows, indices)]  # type: ignore[arg-type]
+
+
 def read_captions(tsv_path: Path, folder: Path) -> list[tuple[str, str]]:
     """(absolute path, caption) rows of a TSV: FILE<TAB>CAPTION, several lines per file allowed."""
     out = []
