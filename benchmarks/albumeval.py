@@ -27,12 +27,17 @@ METHODS = ("text", "rocchio", "logreg")
 Concept = tuple[str, np.ndarray, "np.ndarray | None"]  # name, member mask, text vector
 
 
-def evaluate(vectors: np.ndarray, concepts: list[Concept]) -> dict[str, dict[str, list[float]]]:
+def evaluate(
+    vectors: np.ndarray,
+    concepts: list[Concept],
+    counts: tuple[int, ...] = COUNTS,
+    methods: tuple[str, ...] = METHODS,
+) -> dict[str, dict[str, list[float]]]:
     """{method: {k: [mean AP, mean F1]}} over concepts and draws."""
-    out: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
-    for k in COUNTS:
-        sums = {m: np.zeros(2) for m in METHODS}
-        runs = {m: 0 for m in METHODS}
+    out: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
+    for k in counts:
+        sums = {m: np.zeros(2) for m in methods}
+        runs = {m: 0 for m in methods}
         for ci, (_, members, text) in enumerate(concepts):
             for draw in range(DRAWS):
                 rng = np.random.default_rng([ci, draw, k])
@@ -43,7 +48,7 @@ def evaluate(vectors: np.ndarray, concepts: list[Concept]) -> dict[str, dict[str
                 neg = rng.choice(neg_all, k, replace=False)
                 rest = np.setdiff1d(np.arange(len(vectors)), np.r_[pos, neg])
                 bg = rng.choice(rest, min(RANDOM_NEGATIVES, len(rest) // 2), replace=False)
-                for method in METHODS:
+                for method in methods:
                     if (method == "text" and text is None) or (method == "logreg" and k < 2):
                         continue
                     scorer = fit(vectors[pos], vectors[neg], text, vectors[bg], method=method)
@@ -54,7 +59,7 @@ def evaluate(vectors: np.ndarray, concepts: list[Concept]) -> dict[str, dict[str
                     f1 = 2 * tp / max(1.0, pred.sum() + truth.sum())
                     sums[method] += (average_precision(s, truth), f1)
                     runs[method] += 1
-        for method in METHODS:
+        for method in methods:
             if runs[method]:
                 out[method][str(k)] = [round(float(v), 4) for v in sums[method] / runs[method]]
     return out

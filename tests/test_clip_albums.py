@@ -87,3 +87,44 @@ def test_delete_and_errors(run, shapes, tmp_path):
     result = run("album", "show", "a", code=1)
     assert "no album 'a'" in result.stderr and "albums: none" in result.stderr
     assert run("album", "list", "--json").stdout.strip() == "[]"
+
+
+def test_each_stage_beats_the_previous_where_it_is_used(built):
+    """Deterministic figures of benchmarks/albumeval.py (README table): examples + text beat
+    the text alone where the text is weak; logistic regression beats Rocchio from 8 examples on
+    concepts one mean cannot describe (unions of two classes)."""
+    from benchmarks.albumeval import evaluate, synthetic_concepts, tiny_concepts
+    from tests.support.harness import isolated_settings
+
+    vectors, concepts = synthetic_concepts()
+    with_text = [c for c in concepts if c[2] is not None]
+    fig = evaluate(vectors, with_text, counts=(4, 8), methods=("text", "rocchio"))
+    for k in ("4", "8"):
+        assert fig["rocchio"][k][0] > fig["text"][k][0] + 0.02, fig
+    library = built[0]
+    with isolated_settings(library.parent, library.parent / "cache"):
+        vectors, concepts = tiny_concepts(library)
+    unions = [c for c in concepts if c[2] is None]
+    fig = evaluate(vectors, unions, counts=(8,), methods=("rocchio", "logreg"))
+    assert fig["logreg"]["8"][0] > fig["rocchio"]["8"][0] + 0.05, fig
+    assert evaluate(vectors, unions, counts=(8,), methods=("rocchio", "logreg")) == fig
+
+
+def test_update_new_tags_and_scores_new_photos(run, shapes, tmp_path, isolated_env):
+    from imgsearch.clip.indexing import update_new
+
+    run("album", "create", "squares", "--text", "a square")
+    (tmp_path / "labels.txt").write_text("red\nblue\n")
+    run("tag", "--labels", tmp_path / "labels.txt")
+    new = write_pictures(tmp_path / "new", per_class=1, seed=12)
+    run("index", tmp_path / "new", "-q")
+    with Library.open(isolated_env) as lib:
+        ids = [lib.known_files()[str(p)].id for p, _, _ in new]
+        assert update_new(lib, []) == (0, 0)
+        tags_added, members_added = update_new(lib, ids)
+        members = set(albumstore.album_member_ids(lib, "squares").tolist()) & set(ids)
+        from imgsearch.clip.tags import tags_of
+
+        new_tags = sum(len(tags_of(lib, i)) for i in ids)
+    assert members_added == len(members) >= 3
+    assert tags_added == new_tags

@@ -6,7 +6,6 @@ matrix product); `albums_score_new` scores just-indexed photos, one dot product 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -251,7 +250,6 @@ def albums_score_new(library: Library, ids: Iterable[int]) -> int:
     if not len(wanted) or not defs:
         return 0
     added = 0
-    t0 = time.perf_counter()
     with store.writing(library) as conn:
         for ids_chunk, vectors in library.vectors(only=wanted):
             for name, method, weights, bias, threshold in defs:
@@ -262,5 +260,4 @@ def albums_score_new(library: Library, ids: Iterable[int]) -> int:
                     [name, *ids_chunk.tolist()],
                 )
                 added += _insert_members(conn, name, ids_chunk, scorer, vectors)
-    del t0
     return added
