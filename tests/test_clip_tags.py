@@ -124,3 +124,12 @@ def test_listing_needs_neither_torch_nor_sqlalchemy(args, shapes, isolated_env):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first, second = out.stdout.strip().splitlines()[-2:]
     assert first == "0 []" and second == "[]", out.stdout + out.stderr
+
+
+def test_a_moved_label_file_does_not_stop_indexing(run, shapes, tmp_path, isolated_env):
+    labels = multi_label_file(tmp_path)
+    run("tag", "--labels", labels)
+    labels.unlink()
+    with Library.open(isolated_env) as lib:
+        some = [f.id for f in list(lib.known_files().values())[:3]]
+        assert tags.tag_new(lib, some) == 0

@@ -12,6 +12,7 @@ A model with a sigmoid bias (SigLIP) has its own threshold: sigmoid(scale * s + 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,13 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from imgsearch.clip import store
-from imgsearch.clip.sets import LabelSet, load_label_set
+from imgsearch.clip.sets import LabelSet, SetError, load_label_set
 from imgsearch.clip.zeroshot import Classifier, classifier
 from imgsearch.errors import ImgsearchError
 
 if TYPE_CHECKING:
     from imgsearch.library import Library
 
+log = logging.getLogger(__name__)
 MARGIN = float(np.log(2.0))
 # Measured on the tiny trained model (160 pictures; 5 colour + 4 shape labels present, 4 labels
 # absent): precision/recall 0.71/0.88 at d' >= 2, 0.87/0.88 at 2.5, 1.00/0.76 at 3, 1.00/0.29
@@ -240,7 +242,11 @@ def tag_new(library: Library, ids: Iterable[int]) -> int:
     total = 0
     for name, spec, templates, exclusive, raw in applied:
         params = json.loads(raw)
-        label_set: LabelSet = load_label_set(spec)
+        try:
+            label_set: LabelSet = load_label_set(spec)
+        except SetError as exc:  # a user's set file moved: index goes on, the set waits
+            log.warning("not tagging new photos with set %s: %s", name, exc)
+            continue
         clf = classifier(library, label_set, templates)
         thr = params["thresholds"]
         thresholds = None if thr is None else np.asarray(thr, np.float32)
