@@ -837,4 +837,4 @@ if __name__ == "__main__":  # pragma: no cover
     _main()
 
 
-from imgsearch import cli_completion  # noqa: E402,F401  (registers commands)
+from imgsearch import cli_clip, cli_completion  # noqa: E402,F401  (they register commands)

@@ -45,9 +45,32 @@ Provider = Callable[["Library", Sequence[str]], "npt.NDArray[np.int64]"]
 _PROVIDERS: dict[str, Provider] = {}
 
 
+# the features that answer them, imported on first use: "module:function(library, name)"
+_FEATURES = {
+    "tag": "imgsearch.clip.tags:ids_with_tag",
+    "album": "imgsearch.clip.albumstore:album_member_ids",
+}
+
+
 def register(key: str, provider: Provider) -> None:
     """Let a feature answer its own filter key (tags answer `tag:`, albums `album:`)."""
     _PROVIDERS[key] = provider
+
+
+def _provider(key: str) -> Provider:
+    """The registered provider, else the built-in feature's: ids having any of the values."""
+    if key in _PROVIDERS:
+        return _PROVIDERS[key]
+    import importlib
+
+    module, _, name = _FEATURES[key].partition(":")
+    one = getattr(importlib.import_module(module), name)
+
+    def any_of(library: Library, values: Sequence[str]) -> npt.NDArray[np.int64]:
+        parts = [np.asarray(one(library, v), dtype=np.int64) for v in values]
+        return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+
+    return any_of
 
 
 def _bounds(value: str, key: str) -> tuple[str, str]:
@@ -151,9 +174,7 @@ def matching_ids(library: Library, filters: Sequence[Filter]) -> npt.NDArray[np.
     with library.snapshot() as cur:
         for flt in filters:
             if flt.key in ("tag", "album"):
-                provider = _PROVIDERS.get(flt.key)
-                if provider is None:
-                    raise QueryError(f"{flt.key}: filters need imgsearch's {flt.key} feature")
+                provider = _provider(flt.key)
                 found = {int(i) for i in provider(library, flt.values)}
                 sets.append((found, flt.negate))
                 continue

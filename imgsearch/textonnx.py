@@ -211,6 +211,7 @@ def export_text_encoder(
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     kind = _tokenizer_kind(tokenizer)
     graph, spec = text_graph(model)
+    spec = {**spec, **_logit_params(model)}
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     (dest_dir / MANIFEST).unlink(missing_ok=True)  # from here on the folder is incomplete
@@ -418,3 +419,14 @@ def _versions() -> dict[str, str]:
         "open_clip": open_clip.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+
+
+def _logit_params(model: nn.Module) -> dict[str, float]:
+    """exp(logit_scale) and, for SigLIP, logit_bias: zero-shot probabilities need them."""
+    out = {}
+    for name in ("logit_scale", "logit_bias"):
+        value = getattr(model, name, None)
+        if value is not None:
+            value = float(value.detach().float().reshape(-1)[0])
+            out[name] = float(np.exp(value)) if name == "logit_scale" else value
+    return out

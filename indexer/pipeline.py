@@ -64,6 +64,8 @@ class IndexResult:
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (old root, new root)
     shared: int = 0  # byte-identical copies that reused a stored vector
     metadata: int = 0  # rows whose photo metadata was read again (no embedding)
+    tagged: int = 0  # tags given to them for the label sets the library applies
+    album_added: int = 0  # smart-album memberships they gained
     embedded: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0  # decode + embed + store, after the model loaded
@@ -422,6 +424,7 @@ def run(
         library.remove(todo.to_remove)
         result.removed = len(todo.to_remove)
         result.metadata = _backfill_metadata(library, settings, on_status)
+
         library.ann.save(IndexParams.from_settings(settings))
         _ensure_text_encoder(library, encoder, load_torch or load_encoder, on_status)
         status = "ok"
@@ -538,6 +541,13 @@ def _embed_all(
                 result,
             )
         library.store(records, failed)
+        if records:  # tags and smart albums follow new photos, batch by batch (kill-safe)
+            from imgsearch.clip.indexing import update_new
+
+            stored = library.known_files(paths=[r.path for r in records])
+            tagged, joined = update_new(library, [k.id for k in stored.values()])
+            result.tagged += tagged
+            result.album_added += joined
         copies.remember(records)
         for rec in records:
             if is_update[rec.path]:
