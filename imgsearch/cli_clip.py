@@ -10,6 +10,7 @@ import click
 
 from imgsearch.cli import _open_existing, cli, library_option, settings_from
 from imgsearch.output import echo, render_rows, warn
+from imgsearch.paths import canonical, display
 
 LABELS_HELP = "Label set: everyday, imagenet, or a .toml / .txt file of labels."
 CSV_HELP = "CSV: a file column (image/path) and a label column (class_name/label)."
@@ -22,7 +23,7 @@ def _vectors_of(ctx: click.Context, lib: Any, files: tuple[str, ...]) -> Any:
 
     out, searcher = [], None
     for file in files:
-        path = os.path.abspath(os.path.expanduser(file))
+        path = canonical(file)
         stored = lib.vector_for_path(path)
         if stored is not None:
             out.append(stored[1])
@@ -79,7 +80,7 @@ def classify(
         top = np.argsort(-p, kind="stable")[:limit]
         results.append(
             {
-                "path": os.path.abspath(file),
+                "path": display(canonical(file)),
                 "labels": [
                     {"label": clf.names[j], "prob": float(p[j]), "score": float(s[j])} for j in top
                 ],
@@ -185,7 +186,7 @@ def _embedder(ctx: click.Context, lib: Any) -> Any:
 
 
 def _abs(files: tuple[str, ...]) -> list[str]:
-    return [os.path.abspath(os.path.expanduser(f)) for f in files]
+    return [canonical(f) for f in files]
 
 
 def _album_row(a: Any) -> dict[str, Any]:
@@ -564,7 +565,7 @@ def explain(
     x, y = exp.peak()
     h, w = exp.heat.shape
     info = {
-        "path": os.path.abspath(file),
+        "path": display(canonical(file)),
         "query": query,
         "score": exp.score,
         "peak": {"x": (x + 0.5) / w, "y": (y + 0.5) / h},  # fractions of the model's view
