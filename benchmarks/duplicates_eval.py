@@ -18,7 +18,6 @@ Speed: `duplicates_s_100k` = find_groups(kind="near") over 100k synthetic CLIP-l
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
@@ -39,12 +38,15 @@ PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "imagenet-5
 VARIANTS = ("resized", "q40", "crop5", "exif_rotated", "grey")
 
 
-def make_set(src: Path, dest: Path, originals: int, seed: int) -> list[tuple[Path, int, str]]:
+def make_set(
+    src: Path, dest: Path, originals: int, seed: int, negatives: int = 10_000
+) -> list[tuple[Path, int, str]]:
     """(path, family, variant): family -1 for the distinct negatives."""
     from PIL import Image
 
     paths = sorted(src.glob("*.JPEG"))
     random.Random(seed).shuffle(paths)
+    paths = paths[: originals + negatives]
     rng = random.Random(seed)
     out = []
     for family, path in enumerate(paths):
@@ -123,8 +125,10 @@ def pair_metrics(groups: list, family: dict[int, int], variant: dict[int, str]) 
     per_variant = {}
     for v in VARIANTS:
         copies = [i for i in family if variant[i] == v]
-        together = [group_of.get(i) is not None and group_of.get(i) == group_of.get(original[family[i]])
-                    for i in copies]  # fmt: skip
+        together = [
+            group_of.get(i) is not None and group_of.get(i) == group_of.get(original[family[i]])
+            for i in copies
+        ]
         per_variant[v] = float(np.mean(together))
     return {
         "precision": correct / len(predicted) if predicted else 1.0,
@@ -135,10 +139,10 @@ def pair_metrics(groups: list, family: dict[int, int], variant: dict[int, str]) 
     }
 
 
-def quality(models: list[str], originals: int, seed: int) -> dict:
+def quality(models: list[str], originals: int, negatives: int, seed: int) -> dict:
     results = {}
     with tempfile.TemporaryDirectory(prefix="dup-eval-") as tmp:
-        items = make_set(PHOTOS, Path(tmp), originals, seed)
+        items = make_set(PHOTOS, Path(tmp), originals, seed, negatives)
         ids = list(range(len(items)))
         family = {i: f for i, (_, f, _) in zip(ids, items)}
         variant = {i: v for i, (_, _, v) in zip(ids, items)}
@@ -159,19 +163,36 @@ def quality(models: list[str], originals: int, seed: int) -> dict:
                   f"distinct pairs p99.9 {np.quantile(cos[~same], 0.999):.3f} max "
                   f"{cos[~same].max():.3f}")  # fmt: skip
             rows = {}
-            for min_cos in (-1.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95):
-                for max_hash in (10, 12, 14):
-                    params = DuplicateParams(near_min_cosine=min_cos, near_max_hash=max_hash)
-                    groups = duplicates.find_groups(ids, vectors, duplicates.faiss_neighbours(vectors),
-                                                    facts, "near", params=params,
-                                                    phash_fn=hashes.__getitem__)  # fmt: skip
-                    rows[f"cos>={min_cos} hash<={max_hash}"] = pair_metrics(groups, family, variant)
+            neighbours = duplicates.faiss_neighbours(vectors)
+            grid = [
+                (k, c, h, False) for k in (10, 30) for c in (-1.0, 0.8, 0.9) for h in (10, 12, 14)
+            ]
+            grid += [(10, c, 12, True) for c in (-1.0, 0.5, 0.8)]  # + hash-band candidates
+            for k, min_cos, max_hash, bands in grid:
+                params = DuplicateParams(
+                    neighbours=k,
+                    near_min_cosine=min_cos,
+                    near_max_hash=max_hash,
+                    hash_candidates=bands,
+                )
+                groups = duplicates.find_groups(
+                    ids,
+                    vectors,
+                    neighbours,
+                    facts,
+                    "near",
+                    params=params,
+                    phash_fn=hashes.__getitem__,
+                )
+                name = f"k={k} cos>={min_cos} hash<={max_hash}" + (" +bands" if bands else "")
+                rows[name] = pair_metrics(groups, family, variant)
             default = DuplicateParams()
-            key = f"cos>={default.near_min_cosine} hash<={default.near_max_hash}"
+            key = (f"k={default.neighbours} cos>={default.near_min_cosine} "
+                   f"hash<={default.near_max_hash}")  # fmt: skip
             for name, row in rows.items():
                 mark = "  <- default" if name == key else ""
                 by = " ".join(f"{v} {r:.2f}" for v, r in row["recall_by_variant"].items())
-                print(f"  {name:22} P {row['precision']:.4f} R {row['recall']:.4f} "
+                print(f"  {name:33} P {row['precision']:.4f} R {row['recall']:.4f} "
                       f"false pairs {row['false_pairs']:3d} | {by}{mark}")  # fmt: skip
             results[model] = {"embed_s": embed_s, "default": rows[key], "sweep": rows}
     return results
@@ -217,6 +238,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="vit-b-32,tiny,tinyclip")
     parser.add_argument("--originals", type=int, default=100)
+    parser.add_argument("--negatives", type=int, default=400, help="distinct photos")
     parser.add_argument("--speed-n", type=int, default=100_000)
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -224,8 +246,9 @@ def main() -> None:
     args = parser.parse_args()
     out: dict = {}
     if not args.speed_only:
-        out["quality"] = quality(args.models.split(","), args.originals, args.seed)
-    out.update(speed(args.speed_n, 5000, args.seed))
+        out["quality"] = quality(args.models.split(","), args.originals, args.negatives, args.seed)
+    if args.speed_n:
+        out.update(speed(args.speed_n, args.speed_n // 20, args.seed))
     if args.out:
         args.out.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -48,6 +48,11 @@ class DuplicateParams:
     near_max_hash: int = 12
     similar_seconds: float = 10.0
     similar_min_cosine: float = 0.90
+    # Also pair photos whose perceptual hashes share one of 4 16-bit bands exactly (any two
+    # within 3 bits do): finds copies CLIP does not place near (grey copies under weak models).
+    # Needs every photo's hash: meant for hashes stored at index time, not read from files.
+    hash_candidates: bool = False
+    max_band_bucket: int = 64  # larger buckets are common patterns (flat skies), not copies
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,8 @@ def find_groups(
         if neighbours_fn is None:
             raise ValueError("kind near needs neighbours_fn (e.g. faiss_neighbours(vectors))")
         candidates = _neighbour_pairs(ids, vectors, neighbours_fn, params)
+        if params.hash_candidates:
+            candidates = sorted(set(candidates) | _band_pairs(ids, phash, params.max_band_bucket))
     else:
         candidates = _burst_pairs(ids, facts, seconds, params.similar_seconds)
     edges = [(a, b) for a, b in candidates if confirm(a, b)]
@@ -210,6 +217,25 @@ def _neighbour_pairs(
     keep = left != right
     pairs = np.unique(np.sort(np.stack([left[keep], right[keep]], axis=1), axis=1), axis=0)
     return [(ids[a], ids[b]) for a, b in pairs.tolist()]
+
+
+def _band_pairs(
+    ids: Sequence[int], phash: Callable[[int], PHash | None], max_bucket: int
+) -> set[tuple[int, int]]:
+    """Pairs whose full pHash agrees exactly on one of its four 16-bit bands."""
+    row = {image_id: n for n, image_id in enumerate(ids)}
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i in ids:
+        h = phash(i)
+        if h is not None:
+            for band in range(4):
+                buckets.setdefault((band, (h[0] >> (16 * band)) & 0xFFFF), []).append(i)
+    pairs = set()
+    for same in buckets.values():
+        if 1 < len(same) <= max_bucket:
+            pairs |= {(a, b) if row[a] < row[b] else (b, a)
+                      for n, a in enumerate(same) for b in same[n + 1 :]}  # fmt: skip
+    return pairs
 
 
 def _burst_pairs(

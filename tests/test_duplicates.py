@@ -178,3 +178,20 @@ def test_bad_arguments_are_bugs() -> None:
         find_groups([], np.zeros((0, 4), np.float32), None, {}, "fuzzy")
     with pytest.raises(ValueError, match="needs neighbours_fn"):
         find_groups([1], np.ones((1, 4), np.float32), None, {1: ImageFacts("/a", 1)}, "near")
+
+
+def test_hash_bands_find_copies_clip_puts_far_apart(photo_set) -> None:
+    """A grey copy whose vector is not among the original's neighbours: found only when the
+    stored perceptual hashes also propose candidates."""
+    ids, vectors, facts, family = photo_set
+    grey = next(i for i in ids if facts[i].path.endswith("a_grey.jpg"))
+    moved = vectors.copy()
+    other = next(i for i in ids if facts[i].path.endswith("other0.jpg"))
+    moved[ids.index(grey)] = moved[ids.index(other)]  # CLIP's nearest is now a distinct photo
+    params = DuplicateParams(near_min_cosine=-1.0, neighbours=1)
+    plain = find_groups(ids, moved, faiss_neighbours(moved), facts, "near", params=params)
+    assert all(grey not in members(g) for g in plain)
+    banded = find_groups(ids, moved, faiss_neighbours(moved), facts, "near",
+                         params=DuplicateParams(near_min_cosine=-1.0, neighbours=1,
+                                                hash_candidates=True))  # fmt: skip
+    assert grey in members(banded[0]) and members(banded[0]) <= {i for i in ids if family[i] == 0}
