@@ -44,14 +44,15 @@ class DuplicateParams:
     """Thresholds, measured in benchmarks/DUPLICATES.md."""
 
     neighbours: int = 10  # CLIP neighbours looked at per photo
-    near_min_cosine: float = 0.80
+    near_min_cosine: float = 0.50  # loose: the hash decides; weak models put copies at 0.6
     near_max_hash: int = 12
     similar_seconds: float = 10.0
     similar_min_cosine: float = 0.90
     # Also pair photos whose perceptual hashes share one of 4 16-bit bands exactly (any two
     # within 3 bits do): finds copies CLIP does not place near (grey copies under weak models).
-    # Needs every photo's hash: meant for hashes stored at index time, not read from files.
-    hash_candidates: bool = False
+    # Needs every photo's hash: fast with hashes stored at index time (phash_fn), about 10 ms
+    # a photo when the default phash_fn reads the files.
+    hash_candidates: bool = True
     max_band_bucket: int = 64  # larger buckets are common patterns (flat skies), not copies
 
 
