@@ -116,3 +116,29 @@ def test_decomposed_korean_finds_the_same(korean_library):
 def test_lang_flag_is_accepted_and_ignored_by_xlmr(korean_library):
     plain = cold(["빨간 원"])["hits"]
     assert cold(["빨간 원"], "--lang", "kor_Hang")["hits"] == plain
+
+
+def test_korean_label_names_tag_and_classify(run, korean_library, tmp_path):
+    """Korean label names work for zero-shot classification and tags (a user's Korean set)."""
+    from tests.support.bilingual import ko_caption
+
+    labels = tmp_path / "ko-shapes.toml"
+    names = [ko_caption(c, s) for c, s in CLASSES]
+    labels.write_text(
+        'name = "ko-shapes"\nexclusive = true\ntemplates = "photo-ko"\n'
+        f"labels = {json.dumps(names, ensure_ascii=False)}\n"
+    )
+    right = 0
+    for path, color, shape in korean_library[:: PER_CLASS]:
+        found = json.loads(run("classify", path, "--labels", labels, "-k", "1", "--json").stdout)
+        right += found[0]["labels"][0]["label"] == ko_caption(color, shape)
+    assert right / len(CLASSES) >= 0.85
+    assert "ko-shapes" in run("tag", "--labels", labels).stderr + run("tags").stdout
+
+
+def test_the_builtin_korean_everyday_set_mirrors_the_english_one():
+    from imgsearch.clip.sets import load_label_set
+
+    ko, en = load_label_set("everyday-ko"), load_label_set("everyday")
+    assert len(ko.labels) == len(en.labels) and ko.licence.startswith("CC0")
+    assert "해변" in {label.name for label in ko.labels}
