@@ -399,3 +399,4 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+from imgsearch import cli_serve  # noqa: E402,F401  (registers commands)

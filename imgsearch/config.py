@@ -41,6 +41,8 @@ class Settings:
     exact_search_max: int
     ivf_nprobe: int
     ivf_rerank: int
+    thumbnail_cache_mb: int
+    upload_max_mb: int
 
     @property
     def library_path(self) -> Path:
@@ -140,6 +142,8 @@ def _validate(values: dict[str, Any]) -> None:
         "ivf_nprobe",
         "ivf_rerank",
         "exact_search_max",
+        "thumbnail_cache_mb",
+        "upload_max_mb",
     ):
         if values[key] < 1:
             raise ConfigError(f"setting '{key}' must be at least 1, got {values[key]}")

@@ -1,0 +1,147 @@
+"""What keeps a local photo server from being a hole: which files, hosts and requests it accepts.
+
+- Files are served by library id only; `library_file` is the one check of a stored path.
+- `HostGuard` refuses foreign `Host` headers (DNS rebinding) before any view runs.
+- `check_post` guards every mutating endpoint: POST, a same-origin `Origin`, the launch token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import secrets
+import stat
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from imgsearch.library import ImageDetail, Library
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+TOKEN_HEADER = "x-imgsearch-token"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+class Refused(Exception):
+    """A request the server will not serve: `status` and a message for the JSON error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def new_token() -> str:
+    """The per-launch secret embedded in every page and required by every POST."""
+    return secrets.token_urlsafe(32)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _under(path: str, roots: Iterable[str]) -> bool:
+    for root in roots:
+        root = os.path.normpath(root)
+        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def library_file(library: Library, image_id: int, *, follow_symlinks: bool) -> ImageDetail:
+    """The indexed image `image_id` with its path checked, or Refused(404).
+
+    The path comes from the library, never from the client. It must lie under a root that was
+    indexed (today: the roots in the run history; issue 8 adds a roots table), be the regular
+    file that was indexed (same size and mtime), and, unless symlinks are followed while
+    indexing, resolve to a file under a root too.
+    """
+    image = library.detail(image_id)
+    if image is None:
+        raise Refused(404, f"no image with id {image_id} in the library")
+    stored = os.path.normpath(image.path)
+    roots = library.indexed_roots()
+    if stored != image.path or not os.path.isabs(stored) or (roots and not _under(stored, roots)):
+        raise Refused(404, f"image {image_id} lies outside the indexed folders")
+    real = os.path.realpath(stored)
+    if not follow_symlinks and roots and not _under(real, [os.path.realpath(r) for r in roots]):
+        raise Refused(404, f"image {image_id} links outside the indexed folders")
+    try:
+        st = os.stat(real)
+    except OSError:
+        raise Refused(
+            404, f"{image.path} is gone from disk; run imgsearch index to update the library"
+        ) from None
+    if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (image.size, image.mtime_ns):
+        raise Refused(
+            404,
+            f"{image.path} changed since it was indexed; run imgsearch index to update the library",
+        )
+    return replace(image, path=real)
+
+
+def check_post(request: Request, token: str, allowed_hosts: frozenset[str]) -> None:
+    """A mutating request must be a POST carrying the token, from one of our own pages."""
+    if request.method != "POST":
+        raise Refused(405, "this endpoint takes POST only")
+    origin = request.headers.get("origin")
+    if origin is not None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or (parts.hostname or "") not in allowed_hosts:
+            raise Refused(403, f"cross-origin request from {origin} refused")
+    sent = request.headers.get(TOKEN_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), token.encode()):
+        raise Refused(403, f"missing or wrong {TOKEN_HEADER} header (reload the page)")
+
+
+class HostGuard:
+    """ASGI middleware: answer 400 to any Host header not on the allow-list (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = ""
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value.decode("latin-1")
+                    break
+            if host_name(host) not in self.allowed:
+                from starlette.responses import JSONResponse
+
+                response = JSONResponse(
+                    {"error": f"host {host!r} is not allowed; start serve with --allow-host"},
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def host_name(host: str) -> str:
+    """'example.org:8000' -> 'example.org', '[::1]:8000' -> '::1' (lower case)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def allowed_hosts(bind: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """Loopback names, the bound address (unless a wildcard) and the --allow-host names."""
+    names = set(LOOPBACK_NAMES) | {host_name(h) for h in extra}
+    if bind not in ("0.0.0.0", "::", ""):
+        names.add(host_name(bind) if not bind.count(":") > 1 else bind.lower())
+    return frozenset(names)

@@ -1,0 +1,346 @@
+"""One view per page: each builds a context that renders as HTML, as `.json`, or as a fragment.
+
+The JSON is the contract (hits carry the CLI's `--json` keys plus id and URLs); the HTML
+templates get the same dict. Searcher calls run in a worker thread under `Web.lock`.
+
+Seams for the issues in flight (fill them, do not route around them):
+- issue 10: `parse_terms` becomes `query.parse` (filters, cutoff), `_rank` calls
+  `Searcher.search(Query)`; its report ("kept N of M", filter counts) goes into the context's
+  "report" key, rendered by the `filters`, `chips` and `cutoff` blocks of search.html.
+  The duplicates page is a new view here plus templates/duplicates.html (nav block in base.html).
+- issue 11: tags and albums go into `photo_context` ("tags", "albums") and the `tags_albums`
+  block of photo.html; the explain heatmap is the `explain_overlay` block; "add to album" is a
+  POST view guarded by `security.check_post`, its button in the selection bar (`selection_actions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shlex
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.web import paging, security
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from imgsearch.library import ImageDetail
+    from imgsearch.search import Hit, Term
+    from imgsearch.web.app import Web
+
+PAGE_SIZE = 48
+MAX_PAGE_SIZE = 200
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _web(request: Request) -> Web:
+    return request.app.state.web
+
+
+def render(request: Request, template: str, context: dict[str, Any], fmt: str) -> Response:
+    """The one place a context becomes a response: JSON, a whole page, or a partial."""
+    if fmt == "json":
+        return JSONResponse(context)
+    if fmt == "fragment":
+        template = "_hits.html"
+    return _web(request).templates.TemplateResponse(request, template, {"c": context})
+
+
+# ---- queries ----------------------------------------------------------------------------------
+def parse_terms(text: str) -> list[Term]:
+    """The search box's text -> terms, with the CLI's syntax (dog + "0.5*beach" - people).
+
+    Image terms (`@FILE`) are refused: a client must not make the server read a path; examples
+    come as uploads or "more like this". Issue 10 replaces this with `query.parse`.
+    """
+    from imgsearch.search import parse_expression
+
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ImgsearchError(f"cannot read the query {text!r}: {exc}") from exc
+    terms = parse_expression(words)
+    if any(t.kind == "image" for t in terms):
+        raise ImgsearchError(
+            "@FILE image terms are not taken from the web; drop or paste the image instead"
+        )
+    return terms
+
+
+def hit_json(hit: Hit, rank: int, image: ImageDetail | None) -> dict[str, Any]:
+    """A CLI `--json` hit plus what a page needs: id, rank and content-keyed URLs."""
+    data = hit.to_dict()
+    data.update(id=hit.id, rank=rank, photo=f"/photo/{hit.id}", file=f"/file/{hit.id}")
+    data["thumb"] = thumb_url(image, 256) if image else None
+    data["name"] = os.path.basename(hit.path)
+    return data
+
+
+def thumb_url(image: ImageDetail, px: int) -> str:
+    from imgsearch.thumbs import content_key
+
+    return f"/thumb/{image.id}/{px}?v={content_key(image, px)}"
+
+
+def _ranker(web: Web, request: Request) -> tuple[str, Callable[[int], Sequence[Hit]], dict]:
+    """(query key, rank(k) -> best k hits, what was asked) for the request's parameters."""
+    params = request.query_params
+    s = web.searcher
+    if example := params.get("example"):
+        vector = web.example_vector(example)
+        if vector is None:
+            raise security.Refused(404, "that example image has expired; drop it again")
+        asked = {"example": example}
+        return paging.query_key(asked), lambda k: s.search(vector, k=k), asked
+    if similar := params.get("similar"):
+        try:
+            image_id = int(similar)
+        except ValueError:
+            raise ImgsearchError(f"similar={similar!r} is not an image id") from None
+        image = s.library.detail(image_id)
+        if image is None:
+            raise security.Refused(404, f"no image with id {image_id} in the library")
+        asked = {"similar": image_id}
+        return paging.query_key(asked), lambda k: s.similar(image.path, k=k), asked
+    text = params.get("q", "").strip()
+    asked = {"q": text}
+    key = paging.query_key(asked, web.settings.templates)
+
+    def rank(k: int) -> Sequence[Hit]:
+        vector = web.vectors.find(key)
+        if vector is None:
+            vector = s.embed_terms(parse_terms(text))
+            web.vectors.put(key, vector)
+        return s.search(vector, k=k)
+
+    return key, rank, asked
+
+
+def _page_size(request: Request) -> int:
+    raw = request.query_params.get("size", str(PAGE_SIZE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ImgsearchError(f"size must be a number from 1 to {MAX_PAGE_SIZE}, got {raw!r}")
+    return int(raw)
+
+
+def search_context(web: Web, request: Request) -> dict[str, Any]:
+    """The search page: one page of hits, the cursor of the next, or why there are none."""
+    key, rank, asked = _ranker(web, request)
+    context: dict[str, Any] = {**asked, "hits": [], "offset": 0, "next": None, "next_url": None}
+    if not any(asked.values()):
+        context["empty"] = "Type what you are looking for, or drop a picture here."
+        context["library_count"] = web.searcher.library.count()
+        return context
+    size = _page_size(request)
+    with web.lock:
+        page = paging.page(rank, key, request.query_params.get("cursor"), size)
+        details = web.searcher.library.details(h.id for h in page.items)  # type: ignore[attr-defined]
+    context["hits"] = [
+        hit_json(h, page.offset + i + 1, details.get(h.id))  # type: ignore[arg-type]
+        for i, h in enumerate(page.items)
+    ]
+    context["offset"] = page.offset
+    if page.next:
+        context["next"] = page.next
+        context["next_url"] = "/search.json?" + urlencode({**asked, "cursor": page.next})
+        context["next_fragment"] = "/?" + urlencode({**asked, "cursor": page.next, "fragment": 1})
+    if not context["hits"] and page.offset == 0:
+        context["empty"] = _why_empty(web)
+    return context
+
+
+def _why_empty(web: Web) -> str:
+    count = web.searcher.library.count()
+    if count == 0:
+        return "The library has no photos yet: run  imgsearch index FOLDER  first."
+    floor = web.settings.min_score
+    if floor > -1:
+        return f"No photo of {count} scored above min_score {floor}; lower it to see more."
+    return f"No photo of {count} matched."
+
+
+async def search(request: Request) -> Response:
+    web = _web(request)
+    fmt = "json" if request.url.path.endswith(".json") else "html"
+    if fmt == "html" and request.query_params.get("fragment"):
+        fmt = "fragment"
+    context = await run_in_threadpool(search_context, web, request)
+    return render(request, "search.html", context, fmt)
+
+
+# ---- one photo --------------------------------------------------------------------------------
+def photo_context(web: Web, image_id: int) -> dict[str, Any]:
+    image = web.searcher.library.detail(image_id)
+    if image is None:
+        raise security.Refused(404, f"no image with id {image_id} in the library")
+    try:
+        security.library_file(
+            web.searcher.library, image_id, follow_symlinks=web.settings.follow_symlinks
+        )
+        problem = None
+    except security.Refused as exc:
+        problem = exc.message
+    data = dataclasses.asdict(image)
+    data.update(
+        name=os.path.basename(image.path),
+        folder=os.path.dirname(image.path),
+        thumb=thumb_url(image, 256),
+        preview=thumb_url(image, 1440),
+        file=f"/file/{image.id}",
+        similar=f"/?similar={image.id}",
+        similar_json=f"/search.json?similar={image.id}",
+        available=problem is None,
+        problem=problem,
+    )
+    return data
+
+
+async def photo(request: Request) -> Response:
+    fmt = "json" if request.url.path.endswith(".json") else "html"
+    context = await run_in_threadpool(photo_context, _web(request), request.path_params["id"])
+    return render(request, "photo.html", context, fmt)
+
+
+# ---- files ------------------------------------------------------------------------------------
+def _checked(web: Web, image_id: int) -> ImageDetail:
+    return security.library_file(
+        web.searcher.library, image_id, follow_symlinks=web.settings.follow_symlinks
+    )
+
+
+async def thumb(request: Request) -> Response:
+    """A thumbnail; immutable at its content-keyed URL, which any other URL redirects to."""
+    from imgsearch.thumbs import SIZES, ThumbnailError, content_key
+
+    web = _web(request)
+    px = request.path_params["px"]
+    if px not in SIZES:
+        raise security.Refused(404, f"thumbnail size must be one of {', '.join(map(str, SIZES))}")
+    image = await run_in_threadpool(_checked, web, request.path_params["id"])
+    key = content_key(image, px)
+    if request.query_params.get("v") != key:
+        return RedirectResponse(thumb_url(image, px), 307, headers={"cache-control": "no-store"})
+    try:
+        path = await run_in_threadpool(web.thumbs.file, image, px)
+    except ThumbnailError as exc:
+        raise security.Refused(422, str(exc)) from exc
+    return FileResponse(path, media_type="image/webp", headers={"cache-control": IMMUTABLE})
+
+
+async def original(request: Request) -> Response:
+    web = _web(request)
+    image = await run_in_threadpool(_checked, web, request.path_params["id"])
+    return FileResponse(
+        image.path,
+        filename=os.path.basename(image.path),
+        content_disposition_type="inline",
+        headers={"cache-control": "private, no-cache"},
+    )
+
+
+# ---- POST endpoints (token + Origin) ----------------------------------------------------------
+async def open_in_file_manager(request: Request) -> Response:
+    web = _web(request)
+    security.check_post(request, web.token, web.allowed_hosts)
+    image = await run_in_threadpool(_checked, web, request.path_params["id"])
+    await run_in_threadpool(web.opener, image.path)
+    return JSONResponse({"opened": image.path, "id": image.id})
+
+
+async def _capped_body(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_big = security.Refused(413, f"upload larger than upload_max_mb ({cap // 2**20} MB)")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise too_big
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap + 64 * 1024:  # multipart framing on top of the file
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _upload_bytes(request: Request, cap: int) -> bytes:
+    """The image of a POST: a raw body, or the first file of a multipart form."""
+    body = await _capped_body(request, cap)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        data = body
+    else:
+        from starlette.datastructures import UploadFile
+        from starlette.formparsers import MultiPartException, MultiPartParser
+
+        async def stream() -> Any:
+            yield body
+
+        try:
+            form = await MultiPartParser(request.headers, stream(), max_part_size=cap).parse()
+        except MultiPartException as exc:
+            raise ImgsearchError(f"cannot read the upload: {exc.message}") from exc
+        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not files:
+            raise ImgsearchError("the form has no file; send the image as field 'image'")
+        data = await files[0].read()
+    if len(data) > cap:
+        raise security.Refused(413, f"upload larger than upload_max_mb ({cap // 2**20} MB)")
+    if not data:
+        raise ImgsearchError("the upload is empty; send an image file")
+    return data
+
+
+def _embed_upload(web: Web, data: bytes) -> str:
+    """Decode an upload exactly like an indexed file (same hostile-file checks), keep its vector."""
+    key = hashlib.sha256(data).hexdigest()[:20]
+    if web.examples.find(key) is not None:
+        return key
+    with tempfile.TemporaryDirectory(prefix="imgsearch-upload-") as tmp:
+        path = os.path.join(tmp, "upload")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        with web.lock:
+            try:
+                vector = web.searcher.embed_image(path)
+            except ImgsearchError as exc:
+                reason = str(exc).split(": ", 1)[-1].replace(path, "the upload")
+                raise ImgsearchError(f"cannot use the upload as a query image: {reason}") from exc
+    web.examples.put(key, vector)
+    return key
+
+
+async def example(request: Request) -> Response:
+    """Query by example: POST an image, get the search that ranks by it."""
+    web = _web(request)
+    security.check_post(request, web.token, web.allowed_hosts)
+    data = await _upload_bytes(request, web.settings.upload_max_mb * 1024 * 1024)
+    key = await run_in_threadpool(_embed_upload, web, data)
+    return JSONResponse(
+        {"example": key, "url": f"/?example={key}", "search": f"/search.json?example={key}"}
+    )
+
+
+def routes() -> list[Route | Mount]:
+    from starlette.staticfiles import StaticFiles
+
+    from imgsearch.web.app import HERE
+
+    return [
+        Route("/", search),
+        Route("/search.json", search),
+        Route("/photo/{id:int}.json", photo),
+        Route("/photo/{id:int}", photo),
+        Route("/thumb/{id:int}/{px:int}", thumb),
+        Route("/file/{id:int}", original),
+        Route("/api/open/{id:int}", open_in_file_manager, methods=["GET", "POST"]),
+        Route("/api/example", example, methods=["GET", "POST"]),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
