@@ -1,10 +1,10 @@
 """The local web UI and JSON API of `imgsearch serve` (Starlette, Jinja2, plain JS modules).
 
-    app.py       create_app(searcher_or_library, settings) -> Starlette; errors; headers
-    views.py     one view per page; its context renders as HTML, .json or a fragment
-    paging.py    the cursor over one ranked list
-    security.py  files by id under indexed roots, Host allow-list, POST token + Origin
-    opener.py    "open in file manager"
+app.py       create_app(searcher_or_library, settings) -> Starlette; errors; headers
+views.py     one view per page; its context renders as HTML, .json or a fragment
+paging.py    the cursor over one ranked list
+security.py  files by id under indexed roots, Host allow-list, POST token + Origin
+opener.py    "open in file manager"
 """
 
 from __future__ import annotations
