@@ -151,9 +151,12 @@ def search_context(web: Web, request: Request) -> dict[str, Any]:
     ]
     context["offset"] = page.offset
     if page.next:
+        more = {**asked, "cursor": page.next}
+        if "size" in request.query_params:
+            more["size"] = size
         context["next"] = page.next
-        context["next_url"] = "/search.json?" + urlencode({**asked, "cursor": page.next})
-        context["next_fragment"] = "/?" + urlencode({**asked, "cursor": page.next, "fragment": 1})
+        context["next_url"] = "/search.json?" + urlencode(more)
+        context["next_fragment"] = "/?" + urlencode({**more, "fragment": 1})
     if not context["hits"] and page.offset == 0:
         context["empty"] = _why_empty(web)
     return context
