@@ -123,7 +123,10 @@ class HostGuard:
                 from starlette.responses import JSONResponse
 
                 response = JSONResponse(
-                    {"error": f"host {host!r} is not allowed; start serve with --allow-host"},
+                    {
+                        "error": f"host {host!r} is not allowed; start serve with --allow-host",
+                        "status": 400,
+                    },
                     status_code=400,
                 )
                 await response(scope, receive, send)

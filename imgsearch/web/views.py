@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 PAGE_SIZE = 48
 MAX_PAGE_SIZE = 200
 IMMUTABLE = "public, max-age=31536000, immutable"
+HTML_ONLY = ("next_fragment",)  # what the page needs and the JSON contract does not promise
 
 
 def _web(request: Request) -> Web:
@@ -50,7 +51,7 @@ def _web(request: Request) -> Web:
 def render(request: Request, template: str, context: dict[str, Any], fmt: str) -> Response:
     """The one place a context becomes a response: JSON, a whole page, or a partial."""
     if fmt == "json":
-        return JSONResponse(context)
+        return JSONResponse({k: v for k, v in context.items() if k not in HTML_ONLY})
     if fmt == "fragment":
         template = "_hits.html"
     return _web(request).templates.TemplateResponse(request, template, {"c": context})
