@@ -143,9 +143,10 @@ def search_context(web: Web, request: Request) -> dict[str, Any]:
         context["library_count"] = web.searcher.library.count()
         return context
     size = _page_size(request)
-    with web.lock:
+    library = web.searcher.library
+    with web.lock, library.reading():  # hits and their metadata: one committed state
         page = paging.page(rank, key, request.query_params.get("cursor"), size)
-        details = web.searcher.library.details(h.id for h in page.items)  # type: ignore[attr-defined]
+        details = library.details(h.id for h in page.items)  # type: ignore[attr-defined]
     context["hits"] = [
         hit_json(h, page.offset + i + 1, details.get(h.id))  # type: ignore[arg-type]
         for i, h in enumerate(page.items)
