@@ -38,6 +38,7 @@ class Settings:
     limit: int
     min_score: float
     templates: str
+    cutoff: str
     exact_search_max: int
     ivf_nprobe: int
     ivf_rerank: int
@@ -147,6 +148,12 @@ def _validate(values: dict[str, Any]) -> None:
     ):
         if values[key] < 1:
             raise ConfigError(f"setting '{key}' must be at least 1, got {values[key]}")
+    from imgsearch.query import QueryError, check_cutoff
+
+    try:
+        check_cutoff(values["cutoff"])
+    except QueryError as exc:
+        raise ConfigError(f"setting 'cutoff': {exc}") from None
     if values["workers"] < 0:
         raise ConfigError(f"setting 'workers' must be 0 (auto) or more, got {values['workers']}")
 

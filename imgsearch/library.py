@@ -23,6 +23,7 @@ import numpy as np
 
 from imgsearch.errors import LibraryBusyError, LibraryError, ModelError
 from imgsearch.modelspec import ModelSpec
+from imgsearch.paths import display, from_key, prefix_range, to_key
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -34,7 +35,7 @@ DB_NAME = "library.db"
 LOCK_NAME = "write.lock"
 TEXT_ENCODER_DIR = "text-encoder"
 # The newest migration in migrations/versions; a test keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0005"
 
 OK, ERROR = "ok", "error"
 log = logging.getLogger(__name__)
@@ -55,6 +56,20 @@ class KnownFile:
     mtime_ns: int
     fingerprint: str | None
     status: str
+    root_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Root:
+    """A folder the library was asked to index (`kind` "root"), or one `forget` took out of a
+    root (`kind` "excluded"); `device` is its st_dev when last indexed."""
+
+    id: int
+    path: str
+    device: int | None
+    added_at: str
+    indexed_at: str | None
+    kind: str = "root"
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,8 @@ class ImageRecord:
     height: int
     taken_at: str | None
     vector: npt.NDArray[np.float32]  # (dim,), L2-normalised
+    root_id: int | None = None
+    content_hash: str | None = None  # set when a byte-identical copy was confirmed
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,17 @@ class FailedRecord:
     size: int
     mtime_ns: int
     reason: str
+    root_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """A stored image that may be byte-identical to a new file (same size and partial hash)."""
+
+    id: int
+    path: str
+    content_hash: str | None
+    vector: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,20 @@ class ImageInfo:
     width: int | None
     height: int | None
     taken_at: str | None
+    taken_at_source: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    altitude: float | None = None
+    file_type: str | None = None
+
+
+INFO_COLUMNS = (
+    "id, path, width, height, taken_at, taken_at_source, camera_make, camera_model, lens, "
+    "latitude, longitude, altitude, file_type"
+)
 
 
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None:
@@ -170,9 +212,11 @@ class Library:
         self.path = path
         self.db = path / DB_NAME
         self._engine: sa.Engine | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._read_lock = threading.RLock()
-        self._read_cursor: sqlite3.Cursor | None = None  # the open snapshot (lock held)
+        # Each thread reads through its own connection (a server answers many queries at
+        # once; WAL readers do not block each other), with its open snapshot's cursor.
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._index_cache: tuple[int, IndexParams, VectorIndex] | None = None
 
@@ -225,22 +269,31 @@ class Library:
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Cursor]:
         """A consistent read: every statement inside sees the same committed state. Nested
-        snapshots (in the same thread) share the outer one, see `reading`."""
-        with self._read_lock:
-            if self._read_cursor is not None:
-                yield self._read_cursor
-                return
-            if self._reader is None:
-                self._reader = self._connect_reader()
-            cur = self._reader.cursor()
-            cur.execute("BEGIN")
-            self._read_cursor = cur
-            try:
-                yield cur
-            finally:
-                self._read_cursor = None
-                cur.execute("COMMIT")
-                cur.close()
+        snapshots (in the same thread) share the outer one, see `reading`; other threads have
+        snapshots of their own."""
+        local = self._local
+        current = getattr(local, "cursor", None)
+        if current is not None:
+            yield current
+            return
+        reader = getattr(local, "reader", None)
+        if reader is None:
+            reader = local.reader = self._connect_reader()
+            with self._readers_lock:
+                self._readers.append(reader)
+        cur = reader.cursor()
+        cur.execute("BEGIN")
+        local.cursor = cur
+        try:
+            yield cur
+        finally:
+            local.cursor = None
+            cur.execute("COMMIT")
+            cur.close()
+
+    def snapshot(self) -> contextlib.AbstractContextManager[sqlite3.Cursor]:
+        """A read cursor on one committed state (inside `reading()`, that same state)."""
+        return self._snapshot()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -295,9 +348,11 @@ class Library:
 
     def close(self) -> None:
         self.release_lock()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+        self._local = threading.local()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -396,19 +451,38 @@ class Library:
         return int(self.meta().get("generation", "0"))
 
     # ---- reads ---------------------------------------------------------------------------
-    def known_files(self, under: Sequence[str] | None = None) -> dict[str, KnownFile]:
-        """Every stored path (or those under the given roots), keyed by path."""
-        sql = "SELECT id, path, size, mtime_ns, fingerprint, status FROM images"
-        args: list[Any] = []
-        if under is not None:
-            conds = []
-            for root in under:
-                prefix = root.rstrip(os.sep) + os.sep
-                conds.append("path = ? OR substr(path, 1, ?) = ?")
-                args += [root, len(prefix), prefix]
-            sql += " WHERE " + (" OR ".join(f"({c})" for c in conds) if conds else "0")
+    def known_files(
+        self,
+        under: Sequence[str] | None = None,
+        *,
+        root_ids: Sequence[int] | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> dict[str, KnownFile]:
+        """Every stored path (no argument), or those at or under `under`, owned by `root_ids`
+        or in `paths` (any of them), keyed by path."""
+        sql = "SELECT id, path, size, mtime_ns, fingerprint, status, root_id FROM images"
         with self._snapshot() as cur:
-            return {r[1]: KnownFile(*r) for r in cur.execute(sql, args)}
+            if under is None and root_ids is None and paths is None:
+                rows = cur.execute(sql).fetchall()
+                return {from_key(r[1]): KnownFile(r[0], from_key(r[1]), *r[2:]) for r in rows}
+            found: dict[str, KnownFile] = {}
+
+            def take(where: str, args: Sequence[Any]) -> None:
+                for r in cur.execute(f"{sql} WHERE {where}", list(args)):
+                    found[from_key(r[1])] = KnownFile(r[0], from_key(r[1]), *r[2:])
+
+            for folder in under or ():
+                low, high = prefix_range(folder)
+                take("path = ? OR (path >= ? AND path < ?)", [to_key(folder), low, high])
+            root_ids = root_ids or ()
+            for start in range(0, len(root_ids), 500):
+                part = list(root_ids[start : start + 500])
+                take(f"root_id IN ({','.join('?' * len(part))})", part)
+            wanted = [p for p in paths or () if p not in found]
+            for start in range(0, len(wanted), 500):
+                part = [to_key(p) for p in wanted[start : start + 500]]
+                take(f"path IN ({','.join('?' * len(part))})", part)
+            return found
 
     def count(self, status: str = OK) -> int:
         with self._snapshot() as cur:
@@ -446,7 +520,7 @@ class Library:
     def vector_for_path(self, path: str) -> tuple[int, npt.NDArray[np.float32]] | None:
         with self._snapshot() as cur:
             row = cur.execute(
-                "SELECT id, vector FROM images WHERE path = ? AND status = ?", (path, OK)
+                "SELECT id, vector FROM images WHERE path = ? AND status = ?", (to_key(path), OK)
             ).fetchone()
         if row is None:
             return None
@@ -460,18 +534,29 @@ class Library:
         marks = ",".join("?" * len(wanted))
         with self._snapshot() as cur:
             rows = cur.execute(
-                f"SELECT id, path, width, height, taken_at FROM images "
-                f"WHERE status = ? AND id IN ({marks})",
+                f"SELECT {INFO_COLUMNS} FROM images WHERE status = ? AND id IN ({marks})",
                 [OK, *wanted],
             ).fetchall()
-        return {r[0]: ImageInfo(*r) for r in rows}
+        return {r[0]: ImageInfo(r[0], from_key(r[1]), *r[2:]) for r in rows}
 
     def ids_under(self, folder: str) -> npt.NDArray[np.int64]:
-        prefix = folder.rstrip(os.sep) + os.sep
+        """Ids of the images inside `folder` (canonical), by a range over the path keys."""
+        low, high = prefix_range(folder)
         with self._snapshot() as cur:
             rows = cur.execute(
-                "SELECT id FROM images WHERE status = ? AND substr(path, 1, ?) = ?",
-                (OK, len(prefix), prefix),
+                "SELECT id FROM images WHERE status = ? AND path >= ? AND path < ?",
+                (OK, low, high),
+            ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def ids_outside_roots(self, root_ids: Sequence[int]) -> npt.NDArray[np.int64]:
+        """Ids of the images that no root in `root_ids` owns (results leave out missing roots)."""
+        marks = ",".join("?" * len(root_ids))
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                f"SELECT id FROM images WHERE status = ? "
+                f"AND (root_id IS NULL OR root_id NOT IN ({marks}))",
+                [OK, *root_ids],
             ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
@@ -506,7 +591,46 @@ class Library:
             rows = cur.execute(
                 "SELECT path, error FROM images WHERE status = ? ORDER BY path", (ERROR,)
             ).fetchall()
-        return [(p, r or "") for p, r in rows]
+        return [(from_key(p), r or "") for p, r in rows]
+
+    # ---- roots ---------------------------------------------------------------------------
+    def roots(self) -> list[Root]:
+        """The folders the library covers (and the excluded ones), in path order."""
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                "SELECT id, path, device, added_at, indexed_at, kind FROM roots ORDER BY path"
+            ).fetchall()
+        return [Root(r[0], from_key(r[1]), *r[2:]) for r in rows]
+
+    def counts_by_root(self) -> dict[int | None, tuple[int, int]]:
+        """root id -> (images indexed, files that failed)."""
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                "SELECT root_id, sum(status = ?), sum(status = ?) FROM images GROUP BY root_id",
+                (OK, ERROR),
+            ).fetchall()
+        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+
+    def copies_of(self, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], list[StoredCopy]]:
+        """Stored images with these (size, partial hash) pairs: candidates for vector sharing."""
+        wanted = sorted(set(keys))
+        found: dict[tuple[int, str], list[StoredCopy]] = {}
+        with self._snapshot() as cur:
+            for start in range(0, len(wanted), 400):
+                part = set(wanted[start : start + 400])
+                marks = ",".join("?" * len(part))
+                rows = cur.execute(
+                    f"SELECT id, path, size, fingerprint, content_hash, vector FROM images "
+                    f"WHERE status = ? AND fingerprint IN ({marks})",
+                    [OK, *(fp for _, fp in part)],
+                ).fetchall()
+                for rid, key, size, fp, chash, blob in rows:
+                    if (size, fp) in part:
+                        vec = np.frombuffer(blob, dtype=np.float32).copy()
+                        found.setdefault((size, fp), []).append(
+                            StoredCopy(rid, from_key(key), chash, vec)
+                        )
+        return found
 
     def last_run(self) -> dict[str, Any] | None:
         with self._snapshot() as cur:
@@ -553,18 +677,20 @@ class Library:
             gen = self._bump(conn)
             rows = [
                 dict(
-                    path=rec.path, size=rec.size, mtime_ns=rec.mtime_ns,
+                    path=to_key(rec.path), size=rec.size, mtime_ns=rec.mtime_ns,
                     fingerprint=rec.fingerprint, width=rec.width, height=rec.height,
                     taken_at=rec.taken_at, status=OK, error=None,
                     vector=np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes(),
-                    indexed_at=stamp, vector_gen=gen,
+                    indexed_at=stamp, vector_gen=gen, root_id=rec.root_id,
+                    content_hash=rec.content_hash,
                 )
                 for rec in done
             ] + [
                 dict(
-                    path=fail.path, size=fail.size, mtime_ns=fail.mtime_ns, fingerprint=None,
-                    width=None, height=None, taken_at=None, status=ERROR, error=fail.reason,
-                    vector=None, indexed_at=stamp, vector_gen=None,
+                    path=to_key(fail.path), size=fail.size, mtime_ns=fail.mtime_ns,
+                    fingerprint=None, width=None, height=None, taken_at=None, status=ERROR,
+                    error=fail.reason, vector=None, indexed_at=stamp, vector_gen=None,
+                    root_id=fail.root_id, content_hash=None,
                 )
                 for fail in failed
             ]  # fmt: skip
@@ -575,23 +701,79 @@ class Library:
             )
             conn.execute(stmt, rows)
 
-    def move(self, moves: Sequence[tuple[int, str, int, int]]) -> None:
-        """Re-point rows (id, new_path, size, mtime_ns) at their new paths, keeping the vectors."""
+    def move(self, moves: Sequence[tuple[int, str, int, int, int | None]]) -> None:
+        """Re-point rows (id, new_path, size, mtime_ns, root_id) at their new paths, keeping
+        the vectors."""
         if not moves:
             return
         from imgsearch.schema import images
 
         with self._writing() as conn:
-            for row_id, new_path, size, mtime_ns in moves:
-                conn.execute(
-                    images.delete().where(images.c.path == new_path, images.c.id != row_id)
-                )
+            for row_id, new_path, size, mtime_ns, root_id in moves:
+                key = to_key(new_path)
+                conn.execute(images.delete().where(images.c.path == key, images.c.id != row_id))
                 conn.execute(
                     images.update()
                     .where(images.c.id == row_id)
-                    .values(path=new_path, size=size, mtime_ns=mtime_ns)
+                    .values(path=key, size=size, mtime_ns=mtime_ns, root_id=root_id)
                 )
             self._bump(conn)
+
+    def set_content_hashes(self, hashes: dict[int, str]) -> None:
+        """Remember full-content hashes computed to confirm a copy (no generation change)."""
+        if not hashes:
+            return
+        from imgsearch.schema import images
+
+        with self._writing() as conn:
+            for row_id, digest in hashes.items():
+                conn.execute(
+                    images.update().where(images.c.id == row_id).values(content_hash=digest)
+                )
+
+    def add_root(self, path: str, device: int | None, kind: str = "root") -> int:
+        """Register a canonical folder (or return the id it has); an excluded folder that is
+        indexed again becomes a root."""
+        import sqlalchemy as sa
+
+        from imgsearch.schema import roots
+
+        key = to_key(path)
+        with self._writing() as conn:
+            row = conn.execute(sa.select(roots.c.id).where(roots.c.path == key)).first()
+            if row is not None:
+                conn.execute(roots.update().where(roots.c.id == row[0]).values(kind=kind))
+                return int(row[0])
+            result = conn.execute(
+                roots.insert().values(path=key, device=device, added_at=now(), kind=kind)
+            )
+            return int(result.inserted_primary_key[0])
+
+    def drop_root(self, root_id: int) -> None:
+        """Forget a root record (its images are removed separately, or have moved)."""
+        from imgsearch.schema import images, roots
+
+        with self._writing() as conn:
+            conn.execute(roots.delete().where(roots.c.id == root_id))
+            conn.execute(images.update().where(images.c.root_id == root_id).values(root_id=None))
+
+    def forget(self, folder: str, root_ids: Sequence[int]) -> int:
+        """Remove every image inside `folder` or owned by `root_ids`, in one transaction;
+        returns how many rows went."""
+        import sqlalchemy as sa
+
+        from imgsearch.schema import images, roots
+
+        low, high = prefix_range(folder)
+        key = to_key(folder)
+        inside = sa.or_(images.c.path == key, sa.and_(images.c.path >= low, images.c.path < high))
+        with self._writing() as conn:
+            cond = sa.or_(inside, images.c.root_id.in_(list(root_ids))) if root_ids else inside
+            gone = conn.execute(images.delete().where(cond)).rowcount
+            if root_ids:
+                conn.execute(roots.delete().where(roots.c.id.in_(list(root_ids))))
+            self._bump(conn)
+        return int(gone or 0)
 
     def remove(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -604,19 +786,28 @@ class Library:
             self._bump(conn)
 
     def record_run(
-        self, started_at: str, roots: Sequence[str], counts: dict[str, int], status: str
+        self,
+        started_at: str,
+        roots: Sequence[str],
+        counts: dict[str, int],
+        status: str,
+        indexed: Sequence[tuple[int, int | None]] = (),
     ) -> None:
         """Append to the run history. Written with stdlib sqlite3: an unchanged tree must not pay
         ~0.3 s to import SQLAlchemy for this one row (re-index budget: 0.5 s per 10k files)."""
         row = dict(
-            started_at=started_at, finished_at=now(), roots="\n".join(roots), status=status,
-            **counts,
+            started_at=started_at, finished_at=now(), roots="\n".join(map(display, roots)),
+            status=status, **counts,
         )  # fmt: skip
         cols = ", ".join(row)
         marks = ", ".join("?" * len(row))
         try:
             with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn, conn:
                 conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", list(row.values()))
+                conn.executemany(  # (root id, st_dev) of the roots this run indexed whole
+                    "UPDATE roots SET indexed_at = ?, device = ? WHERE id = ?",
+                    [(row["finished_at"], dev, root_id) for root_id, dev in indexed],
+                )
                 conn.execute(
                     "INSERT INTO meta(key, value) VALUES ('last_run_at', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -8,23 +8,34 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from imgsearch.paths import display, to_key
+
 if TYPE_CHECKING:
     from imgsearch.search import Hit
 
-FORMATS = ("table", "json", "paths")
+FORMATS = ("table", "json", "paths", "null")
 
 
-def render_hits(hits: Sequence[Hit], fmt: str) -> str:
+def render_paths(paths: Sequence[str], fmt: str) -> bytes:
+    """The exact bytes of each path, one per line (`paths`, like find) or NUL-terminated
+    (`null`, like find -print0: safe for any name, e.g. `| xargs -0`)."""
+    if not paths:
+        return b""
+    end = b"\0" if fmt == "null" else b"\n"
+    return b"".join(to_key(p) + end for p in paths)
+
+
+def render_hits(hits: Sequence[Hit], fmt: str) -> str | bytes:
     """Every command that lists hits prints through here, so formats stay alike."""
     if fmt == "json":
         return json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False)
-    if fmt == "paths":
-        return "\n".join(h.path for h in hits)
+    if fmt in ("paths", "null"):
+        return render_paths([h.path for h in hits], fmt)
     if not hits:
         return ""
     width = len(str(len(hits)))
     lines = [f"{'#':>{width}}  score   path"]
-    lines += [f"{n:>{width}}  {h.score:6.4f}  {h.path}" for n, h in enumerate(hits, 1)]
+    lines += [f"{n:>{width}}  {h.score:6.4f}  {display(h.path)}" for n, h in enumerate(hits, 1)]
     return "\n".join(lines)
 
 
@@ -41,9 +52,12 @@ def render_rows(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]
     return "\n".join(out)
 
 
-def echo(text: str) -> None:
-    """stdout: results only."""
-    if text:
+def echo(text: str | bytes) -> None:
+    """stdout: results only (bytes are written as they are: exact file names)."""
+    if isinstance(text, bytes):
+        if text:
+            click.echo(text, nl=False)
+    elif text:
         click.echo(text)
 
 

@@ -12,7 +12,7 @@ images = sa.Table(
     "images",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("path", sa.Text, nullable=False, unique=True),
+    sa.Column("path", sa.LargeBinary, nullable=False, unique=True),  # os.fsencode(path)
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("mtime_ns", sa.Integer, nullable=False),
     sa.Column("fingerprint", sa.Text),
@@ -24,6 +24,30 @@ images = sa.Table(
     sa.Column("vector", sa.LargeBinary),
     sa.Column("indexed_at", sa.Text, nullable=False),
     sa.Column("vector_gen", sa.Integer),  # generation of the write that set `vector`
+    sa.Column("root_id", sa.Integer),  # the root that owns the row (None: a file given alone)
+    sa.Column("content_hash", sa.Text),  # full-content hash, when a copy had to be confirmed
+    # photo metadata (0005): filters and facets
+    sa.Column("taken_at_source", sa.Text),
+    sa.Column("camera_make", sa.Text),
+    sa.Column("camera_model", sa.Text),
+    sa.Column("lens", sa.Text),
+    sa.Column("latitude", sa.Float),
+    sa.Column("longitude", sa.Float),
+    sa.Column("altitude", sa.Float),
+    sa.Column("orientation", sa.Integer),
+    sa.Column("file_type", sa.Text),
+    sa.Column("folder", sa.LargeBinary),  # os.fsencode(dirname)
+    sa.Column("meta_version", sa.Integer),
+)
+roots = sa.Table(
+    "roots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("path", sa.LargeBinary, nullable=False, unique=True),  # canonical, exact bytes
+    sa.Column("device", sa.Integer),  # st_dev when last indexed: an unmounted drive differs
+    sa.Column("added_at", sa.Text, nullable=False),
+    sa.Column("indexed_at", sa.Text),
+    sa.Column("kind", sa.Text, nullable=False, server_default="root"),  # root | excluded
 )
 runs = sa.Table(
     "runs",

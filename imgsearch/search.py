@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,9 @@ import numpy as np
 from imgsearch import config as config_mod
 from imgsearch import templates
 from imgsearch.errors import ImgsearchError
-from imgsearch.library import TEXT_ENCODER_DIR, Library
+from imgsearch.library import TEXT_ENCODER_DIR, ImageInfo, Library
+from imgsearch.paths import canonical, display, json_fields
+from imgsearch.query import Filter, Query, QueryError, Term, make_cursor, read_cursor
 from imgsearch.vectors import IndexParams
 
 if TYPE_CHECKING:
@@ -34,74 +35,76 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Hit:
-    """One result. `score` is the cosine similarity between the query and the image."""
+    """One result. `score` is the cosine similarity between the query and the image (None for
+    a query of filters only, which lists photos newest first)."""
 
     path: str
-    score: float
+    score: float | None
     id: int
     width: int | None = None
     height: int | None = None
     taken_at: str | None = None
+    info: ImageInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract: keys may be added, never renamed."""
+        """The JSON contract: keys may be added, never renamed. `path` is escaped like the table
+        when the name is not valid UTF-8 (or holds control characters); `path_bytes` is then the
+        exact name in base64, else null."""
+        info = self.info
         return {
-            "path": self.path,
+            **json_fields(self.path),
             "score": self.score,
             "width": self.width,
             "height": self.height,
             "taken_at": self.taken_at,
+            "id": self.id,
+            "taken_at_source": info.taken_at_source if info else None,
+            "camera_make": info.camera_make if info else None,
+            "camera_model": info.camera_model if info else None,
+            "lens": info.lens if info else None,
+            "latitude": info.latitude if info else None,
+            "longitude": info.longitude if info else None,
+            "file_type": info.file_type if info else None,
         }
 
 
 @dataclass(frozen=True)
-class Term:
-    """One part of a query: text or image file, with a weight (negative to push away)."""
+class Cutoff:
+    """What the relevance cutoff did: kept `kept` of the `considered` best hits."""
 
-    kind: str  # "text" | "image"
-    value: str
-    weight: float = 1.0
+    policy: str
+    threshold: float | None
+    kept: int
+    considered: int
+    method: str = ""
+
+    def describe(self) -> str:
+        at = f" at {self.threshold:.2f}" if self.threshold is not None else ""
+        return f"kept {self.kept} of {self.considered} ({self.policy} cutoff{at})"
 
 
-_WEIGHT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*\*\s*(.+)$", re.S)
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits plus what the search did, for the CLI's stderr line, the API and the web UI."""
 
+    hits: list[Hit]
+    strategy: str  # exact | ivf | exact-subset | ivf-filtered | newest-first
+    matched: int | None = None  # images the filters allow (None: no filter)
+    cutoff: Cutoff | None = None
+    next_cursor: str | None = None
+    left_out: list[tuple[str, int, str]] = field(default_factory=list)  # missing roots
 
-def parse_expression(tokens: Sequence[str]) -> list[Term]:
-    """Parse CLI words like  dog + "0.5*beach" - people  or  @me.jpg - blurry  into terms.
-
-    `+` and `-` stand alone between parts; `N*part` weights a part; `@FILE` is an image.
-    Words not separated by an operator belong to the same text ("a dog" == a dog).
-    """
-    terms: list[Term] = []
-    sign = 1.0
-    words: list[str] = []
-
-    def close() -> None:
-        nonlocal words
-        if not words:
-            return
-        text = " ".join(words).strip()
-        words = []
-        weight = 1.0
-        if m := _WEIGHT.match(text):
-            weight, text = float(m.group(1)), m.group(2).strip()
-        if not text:
-            raise ImgsearchError(
-                "empty query part; write e.g.  imgsearch query dog + beach - people"
-            )
-        if text.startswith("@"):
-            terms.append(Term("image", text[1:], sign * weight))
-        else:
-            terms.append(Term("text", text, sign * weight))
-
-    for tok in tokens:
-        if tok in ("+", "-"):
-            close()
-            sign = 1.0 if tok == "+" else -1.0
-        else:
-            words.append(tok)
-    close()
-    return terms
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hits": [h.to_dict() for h in self.hits],
+            "strategy": self.strategy,
+            "matched": self.matched,
+            "cutoff": asdict(self.cutoff) if self.cutoff else None,
+            "next_cursor": self.next_cursor,
+            "left_out": [
+                {"path": display(p), "images": n, "reason": r} for p, n, r in self.left_out
+            ],
+        }
 
 
 class Searcher:
@@ -175,14 +178,21 @@ class Searcher:
         return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
 
     def embed_image(self, path: str | os.PathLike[str]) -> npt.NDArray[np.float32]:
-        """An image file (indexed or not) -> unit vector, decoded exactly as when indexing."""
+        """An image file -> unit vector: the stored one when the file is indexed and unchanged
+        (no model, ~0.1 s), else decoded exactly as when indexing and embedded."""
+        stored = self._stored_vector(path)
+        if stored is not None:
+            return stored[1]
         from indexer.decode import DecodeFailed, decode
 
-        result = decode(
-            os.path.abspath(path), self.spec.preprocess, max_pixels=self.settings.max_pixels
-        )
+        absolute = canonical(path)
+        if not os.path.lexists(absolute):
+            raise ImgsearchError(f"{display(absolute)}: no such file")
+        result = decode(absolute, self.spec.preprocess, max_pixels=self.settings.max_pixels)
         if isinstance(result, DecodeFailed):
-            raise ImgsearchError(f"cannot use {result.path} as a query image: {result.reason}")
+            raise ImgsearchError(
+                f"cannot use {display(result.path)} as a query image: {result.reason}"
+            )
         return self.encoder.embed_pixels(result.pixels[None])[0]
 
     def embed_terms(
@@ -205,40 +215,118 @@ class Searcher:
         return total / norm
 
     # ---- searching -----------------------------------------------------------------------
-    def search(
+    def search(self, query: Query, *, exclude: Iterable[int] = ()) -> SearchResult:
+        """The one query path: terms -> vector, filters -> allowed ids, rank, cut off, page."""
+        if not query.terms:
+            if not query.filters:
+                raise QueryError("empty query: give a text, an image (@FILE) or a filter")
+            return self._browse(query)
+        vector = self.embed_terms(list(query.terms), query.templates)
+        return self.nearest(vector, query, exclude=exclude)
+
+    def nearest(
         self,
         vector: npt.NDArray[np.float32],
+        query: Query | None = None,
         *,
-        k: int | None = None,
-        min_score: float | None = None,
-        folder: str | os.PathLike[str] | None = None,
         exclude: Iterable[int] = (),
-    ) -> list[Hit]:
-        """Nearest images to a unit vector, best first: the step every query ends in."""
+    ) -> SearchResult:
+        """Nearest images to a unit vector under `query`'s filters, cutoff, k and cursor."""
+        query = query or Query()
         s = self.settings
-        k = k or s.limit
-        floor = s.min_score if min_score is None else min_score
+        k = query.k or s.limit
+        floor = s.min_score if query.min_score is None else query.min_score
+        after = read_cursor(query)
+        seen = after[2] if after else 0
         excluded = set(exclude)
         with self.library.reading():  # index, re-rank vectors and metadata: one library state
-            allowed = None
-            if folder is not None:
-                allowed = self.library.ids_under(os.path.abspath(os.path.expanduser(folder)))
-                if len(allowed) == 0:
-                    return []
+            allowed, matched, left_out = self._allowed(query.filters)
+            if allowed is not None and len(allowed) == 0:
+                return SearchResult([], "empty", matched, None, None, left_out)
             index = self.library.vector_index(IndexParams.from_settings(s))
-            scores, ids = index.search(vector[None, :], k + len(excluded), allowed)
-            pairs = [
-                (int(i), float(sc))
-                for i, sc in zip(ids[0], scores[0])
-                if i >= 0 and i not in excluded
-            ]
-            info = self.library.info(i for i, _ in pairs)
-        hits = [
-            Hit(info[i].path, sc, i, info[i].width, info[i].height, info[i].taken_at)
-            for i, sc in pairs
-            if i in info and sc >= floor
-        ]
-        return hits[:k]
+            want = seen + k + 1 + len(excluded)
+            if query.cutoff == "auto":
+                want = max(want, seen + CUTOFF_WINDOW)
+            scores, ids = index.search(vector[None, :], want, allowed)
+            strategy = _strategy(index, allowed)
+            ranked = [(int(i), float(v)) for i, v in zip(ids[0], scores[0]) if i >= 0]
+            if allowed is not None and len(ranked) < min(want, len(allowed)):
+                # an ID selector over IVF lists can come back short (faiss #3112): exact instead
+                ranked = self._exact(vector, allowed, want)
+                strategy = "exact-subset"
+            ranked = [(i, v) for i, v in ranked if i not in excluded and v >= floor]
+            ranked, cut = self._cut(ranked, query, vector)
+            if after is not None:
+                ranked = [(i, v) for i, v in ranked if (-v, i) > (-after[0], after[1])]
+            page = ranked[:k]
+            info = self.library.info(i for i, _ in page)
+        hits = [_hit(info[i], v) for i, v in page if i in info]
+        more = len(ranked) > k
+        cursor = make_cursor(query, *page[-1], seen + len(page)) if more and page else None
+        return SearchResult(hits, strategy, matched, cut, cursor, left_out)
+
+    def _allowed(
+        self, filters: Sequence[Filter]
+    ) -> tuple[npt.NDArray[np.int64] | None, int | None, list[tuple[str, int, str]]]:
+        """(ids a search may return or None for all, how many the filters match or None,
+        the missing roots whose images are left out)."""
+        from imgsearch.filters import matching_ids
+        from imgsearch.folders import missing_roots
+
+        missing = missing_roots(self.library)
+        counts = self.library.counts_by_root() if missing else {}
+        left_out = [(m.root.path, counts.get(m.root.id, (0, 0))[0], m.reason) for m in missing]
+        allowed = None
+        if missing:
+            allowed = self.library.ids_outside_roots([m.root.id for m in missing])
+        if not filters:
+            return allowed, None, left_out
+        ids = matching_ids(self.library, filters)
+        allowed = ids if allowed is None else np.intersect1d(ids, allowed)
+        return allowed, int(len(allowed)), left_out
+
+    def _exact(
+        self, vector: npt.NDArray[np.float32], allowed: npt.NDArray[np.int64], k: int
+    ) -> list[tuple[int, float]]:
+        ids, mat = self.library.vectors_for_ids(allowed)
+        scores = mat @ vector
+        order = np.lexsort((ids, -scores))[:k]
+        return [(int(ids[j]), float(scores[j])) for j in order]
+
+    def _cut(
+        self, ranked: list[tuple[int, float]], query: Query, vector: npt.NDArray[np.float32]
+    ) -> tuple[list[tuple[int, float]], Cutoff | None]:
+        """Apply the cutoff policy to the ranked list (the `-k` cap applies after it)."""
+        policy = query.cutoff
+        if policy == "none":
+            return ranked, None
+        if policy == "auto":
+            return self._auto_cut(ranked, vector)
+        threshold = float(policy)
+        kept = [(i, v) for i, v in ranked if v >= threshold]
+        return kept, Cutoff("score", threshold, len(kept), len(ranked), "fixed")
+
+    def _auto_cut(
+        self, ranked: list[tuple[int, float]], vector: npt.NDArray[np.float32]
+    ) -> tuple[list[tuple[int, float]], Cutoff | None]:
+        raise QueryError("the auto cutoff is not available in this build; use a score or none")
+
+    def _browse(self, query: Query) -> SearchResult:
+        """A query of filters only: the matching photos, newest first."""
+        from imgsearch.filters import newest_first
+
+        k = query.k or self.settings.limit
+        after = read_cursor(query)
+        seen = after[2] if after else 0
+        with self.library.reading():
+            allowed, matched, left_out = self._allowed(query.filters)
+            order = newest_first(self.library, allowed)
+            page = order[seen : seen + k]
+            info = self.library.info(page)
+        hits = [_hit(info[i], None) for i in page if i in info]
+        more = len(order) > seen + k
+        cursor = make_cursor(query, 0.0, page[-1], seen + len(page)) if more and page else None
+        return SearchResult(hits, "newest-first", matched, None, cursor, left_out)
 
     def query(
         self,
@@ -251,19 +339,38 @@ class Searcher:
         min_score: float | None = None,
         folder: str | os.PathLike[str] | None = None,
         templates_mode: str | None = None,
+        cutoff: str | float | None = None,
+        **filters: Any,
     ) -> list[Hit]:
-        """Search by texts and/or images; `negative` texts push results away from them."""
+        """Search by texts and/or images; `negative` texts push results away from them.
+
+        Filters are keyword arguments named like the query language's keys, a value or a list
+        of alternatives: `after="2021-06"`, `camera="pixel"`, `ext=["heic", "jpg"]`,
+        `near="38.72,-9.14,5km"`, `tag="beach"`; `folder` is `in:`.
+        """
         all_terms = list(terms)
         all_terms += [Term("text", t) for t in _as_list(text)]
         all_terms += [Term("image", str(p)) for p in _as_list(image)]
         all_terms += [Term("text", t, -1.0) for t in _as_list(negative)]
+        for term in all_terms:
+            if term.kind == "text" and not term.value.strip():
+                raise QueryError("empty text in the query")
         if templates_mode is not None and templates_mode not in config_mod.TEMPLATE_MODES:
             raise ImgsearchError(
                 f"unknown templates mode {templates_mode!r}; "
                 f"use {', '.join(config_mod.TEMPLATE_MODES)}"
             )
-        vector = self.embed_terms(all_terms, templates_mode)
-        return self.search(vector, k=k, min_score=min_score, folder=folder)
+        if not all_terms:
+            raise QueryError("empty query: give a text, --image FILE or both")
+        q = Query(
+            terms=tuple(all_terms),
+            filters=typed_filters(folder=folder, **filters),
+            cutoff=str(cutoff) if cutoff is not None else "none",
+            k=k,
+            templates=templates_mode,
+            min_score=min_score,
+        )
+        return self.search(q).hits
 
     def similar(
         self,
@@ -272,16 +379,70 @@ class Searcher:
         *,
         min_score: float | None = None,
         folder: str | os.PathLike[str] | None = None,
+        **filters: Any,
     ) -> list[Hit]:
         """Images like `path`, the file itself left out; an indexed file needs no model at all."""
-        absolute = os.path.abspath(os.path.expanduser(path))
-        stored = self.library.vector_for_path(absolute)
+        q = Query(k=k, min_score=min_score, filters=typed_filters(folder=folder, **filters))
+        return self.similar_to(path, q).hits
+
+    def similar_to(self, path: str | os.PathLike[str], query: Query) -> SearchResult:
+        """`similar` under a whole Query (filters, cutoff, cursor): the CLI and the API."""
+        stored = self._stored_vector(path)
         if stored is not None:
             row_id, vector = stored
-            return self.search(vector, k=k, min_score=min_score, folder=folder, exclude=[row_id])
-        if not os.path.lexists(absolute):
-            raise ImgsearchError(f"{absolute}: no such file")
-        return self.search(self.embed_image(absolute), k=k, min_score=min_score, folder=folder)
+            return self.nearest(vector, query, exclude=[row_id])
+        return self.nearest(self.embed_image(path), query)
+
+    def _stored_vector(
+        self, path: str | os.PathLike[str]
+    ) -> tuple[int, npt.NDArray[np.float32]] | None:
+        """(id, vector) of an indexed file that has not changed since it was indexed."""
+        absolute = canonical(path)
+        known = self.library.known_files(paths=[absolute]).get(absolute)
+        if known is None or known.status != "ok":
+            return None
+        try:
+            st = os.stat(absolute)
+        except OSError:
+            return None
+        if (st.st_size, st.st_mtime_ns) != (known.size, known.mtime_ns):
+            return None
+        return self.library.vector_for_path(absolute)
+
+
+CUTOFF_WINDOW = 200  # hits the auto cutoff looks at
+
+
+def typed_filters(**values: Any) -> tuple[Filter, ...]:
+    """Python keyword filters (`after="2021"`, `ext=["heic", "jpg"]`, `folder=...`) -> Filters."""
+    from imgsearch.query import FILTER_KEYS
+
+    out = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        name = "in" if key == "folder" else key
+        if name not in FILTER_KEYS:
+            raise QueryError(f"unknown filter argument {key!r}")
+        items = [value] if isinstance(value, (str, os.PathLike, int, float)) else list(value)
+        out.append(
+            Filter(
+                name, tuple(os.fspath(v) if isinstance(v, os.PathLike) else str(v) for v in items)
+            )
+        )
+    return tuple(out)
+
+
+def _strategy(index: Any, allowed: npt.NDArray[np.int64] | None) -> str:
+    if index.kind != "ivf":
+        return "exact"
+    if allowed is None:
+        return "ivf"
+    return "exact-subset" if len(allowed) <= index.params.exact_max else "ivf-filtered"
+
+
+def _hit(info: ImageInfo, score: float | None) -> Hit:
+    return Hit(info.path, score, info.id, info.width, info.height, info.taken_at, info)
 
 
 def _as_list(value: Any) -> list[Any]:

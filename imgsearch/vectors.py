@@ -106,15 +106,9 @@ class VectorIndex:
             params: Any = faiss.SearchParametersIVF(sel=selector, nprobe=self.params.nprobe)
         else:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
-        # One query is memory-bound: OpenMP threads only add contention (measured 3-5x slower
-        # with 2 threads on 2 cores), so a single query runs on one thread.
-        threads = faiss.omp_get_max_threads()
         if q.shape[0] == 1:
-            faiss.omp_set_num_threads(1)
-        try:
-            scores, ids = self.index.search(q, wanted, params=params)
-        finally:
-            faiss.omp_set_num_threads(threads)
+            single_query_threads()
+        scores, ids = self.index.search(q, wanted, params=params)
         if approximate and self.fetch is not None:
             return self._rerank(q, k, ids)
         return scores, ids
@@ -131,6 +125,21 @@ class VectorIndex:
             scores, best = _exact_among(q[r : r + 1], k, ids[mine], mat[mine])
             out_s[r], out_i[r] = scores[0], best[0]
         return out_s, out_i
+
+
+_threads_set = False
+
+
+def single_query_threads() -> None:
+    """One query is memory-bound: OpenMP threads only add contention (measured 3-5x slower
+    with 2 threads on 2 cores), so a process that searches runs FAISS on one thread. Set once
+    (the setting is process-wide: flipping it per call races between a server's threads)."""
+    global _threads_set
+    if not _threads_set:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        _threads_set = True
 
 
 def _empty(n: int, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:

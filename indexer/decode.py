@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.modelspec import PreprocessSpec
+from indexer.exif import PhotoMeta, read_metadata
 from indexer.walk import describe_file_type, fingerprint_fd, sniff_format, sniff_unsupported
 
 # JPEG draft: decode at 1/2, 1/4 or 1/8 scale while both sides stay >= DRAFT_FACTOR x the model
@@ -62,7 +61,6 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_EXIF_DATE = re.compile(r"(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 _open_formats: tuple[str, ...] = ()
 
 
@@ -86,10 +84,11 @@ class Decoded:
     pixels: npt.NDArray[np.uint8]  # (H, W, 3) == spec.size, before mean/std
     width: int  # the picture's real size after EXIF orientation (not the draft size)
     height: int
-    taken_at: str | None  # EXIF DateTimeOriginal (else DateTime), 'YYYY-MM-DDTHH:MM:SS'
+    taken_at: str | None  # == meta.taken_at: ISO 8601, EXIF capture time else file mtime
     size: int  # fstat of the file as it was read
     mtime_ns: int
     fingerprint: str  # indexer.walk.fingerprint of the same bytes
+    meta: PhotoMeta  # capture time and its source, camera, lens, GPS, type, folder
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ class _Loaded(NamedTuple):
     image: Image.Image
     width: int
     height: int
-    taken_at: str | None
+    meta: PhotoMeta
     st: os.stat_result
     fingerprint: str
 
@@ -205,39 +204,6 @@ def _identify(fh: object, head: bytes, path: str, formats: tuple[str, ...]) -> I
     raise DecodeError(path, "not an image (unrecognised content)")
 
 
-def parse_exif_datetime(value: object) -> str | None:
-    """EXIF 'YYYY:MM:DD HH:MM:SS' (NUL-padded, sometimes dashed) -> ISO 8601, None if garbled."""
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    if not isinstance(value, str):
-        return None
-    match = _EXIF_DATE.match(value.strip("\x00 "))
-    if match is None:
-        return None
-    try:
-        when = datetime(*(int(part) for part in match.groups()))  # type: ignore[misc]
-    except ValueError:  # 0000:00:00 00:00:00 and friends
-        return None
-    return when.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _exif_facts(image: Image.Image) -> tuple[int, str | None]:
-    """(orientation 1..8, taken_at); a garbled EXIF block means 'as stored, no date', no failure."""
-    try:
-        exif = image.getexif()
-        orientation = exif.get(0x0112)
-    except Exception:
-        return 1, None
-    try:
-        dates = (exif.get_ifd(0x8769).get(0x9003), exif.get(0x0132))
-    except Exception:
-        dates = (None, None)
-    if not (isinstance(orientation, int) and 1 <= orientation <= 8):
-        orientation = 1
-    parsed = (parse_exif_datetime(value) for value in dates)
-    return orientation, next((p for p in parsed if p is not None), None)
-
-
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB: 16-bit scaled (not clipped), transparency over mid-grey."""
     mode = image.mode
@@ -308,7 +274,8 @@ def _load_file(path: str, max_pixels: int, draft_to: tuple[int, int] | None) -> 
             rgb = _to_rgb(image)
         except Exception as exc:
             raise DecodeError(path, _pil_reason(exc)) from exc
-        orientation, taken_at = _exif_facts(image)  # after load: PNG finds eXIf by loading
+        meta = read_metadata(image, path, st, size=(width, height))  # after load: PNG's eXIf
+        orientation = meta.orientation
         after = os.fstat(fd)
     if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
         raise DecodeError(path, "file changed while it was being read")
@@ -320,7 +287,7 @@ def _load_file(path: str, max_pixels: int, draft_to: tuple[int, int] | None) -> 
     if rgb.size != (width, height):
         rgb.info[FULL_SIZE] = (width, height)
         rgb.info[CONTENT_BOX] = content
-    return _Loaded(rgb, width, height, taken_at, st, fingerprint)
+    return _Loaded(rgb, width, height, meta, st, fingerprint)
 
 
 def _transpose_box(
@@ -452,11 +419,27 @@ def decode(
         pixels=pixels,
         width=loaded.width,
         height=loaded.height,
-        taken_at=loaded.taken_at,
+        taken_at=loaded.meta.taken_at,
         size=loaded.st.st_size,
         mtime_ns=loaded.st.st_mtime_ns,
         fingerprint=loaded.fingerprint,
+        meta=loaded.meta,
     )
+
+
+def read_file_metadata(path: str, *, max_pixels: int) -> PhotoMeta | DecodeFailed:
+    """Metadata only, no model input: for libraries indexed before metadata was stored, so that
+    they get it on the next `index` without re-embedding. Same safe open as decode()."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _opened(path) as (_fd, st, _fingerprint, image):
+                _check_size(path, *image.size, max_pixels)  # a PNG may decode to find eXIf
+                return read_metadata(image, path, st)
+    except DecodeError as exc:
+        return DecodeFailed(path, exc.reason)
+    except Exception as exc:  # read_metadata never raises; opening might, oddly
+        return DecodeFailed(path, f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:

@@ -31,12 +31,12 @@ from indexer.decode import (
     DecodeFailed,
     _check_size,
     _crop_or_pad,
-    _exif_facts,
     _opened,
     _os_reason,
     _resized_geometry,
     decode,
 )
+from indexer.exif import PhotoMeta, read_metadata
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +68,7 @@ class JpegPayload:
     width: int  # stored (pre-orientation) size from the frame header
     height: int
     orientation: int  # EXIF orientation 1..8 (1 if absent or garbled)
-    taken_at: str | None
+    meta: PhotoMeta
     size: int
     mtime_ns: int
     fingerprint: str
@@ -144,7 +144,8 @@ def _read_payload(path: str, spec: PreprocessSpec, max_pixels: int) -> JpegPaylo
             return None
         width, height = image.size
         _check_size(path, width, height, max_pixels)
-        orientation, taken_at = _exif_facts(image)
+        meta = read_metadata(image, path, st)
+        orientation = meta.orientation
         if not _fits_device(width, height, orientation, spec):
             return None
         try:
@@ -157,7 +158,7 @@ def _read_payload(path: str, spec: PreprocessSpec, max_pixels: int) -> JpegPaylo
     if (after.st_size, after.st_mtime_ns, len(data)) != (st.st_size, st.st_mtime_ns, st.st_size):
         raise DecodeError(path, "file changed while it was being read")
     return JpegPayload(
-        path, data, width, height, orientation, taken_at, st.st_size, st.st_mtime_ns, fingerprint
+        path, data, width, height, orientation, meta, st.st_size, st.st_mtime_ns, fingerprint
     )
 
 
@@ -265,7 +266,8 @@ class DeviceDecoder:
         here, with the fix, instead of turning every photo into a skipped file."""
         sample = io.BytesIO()
         Image.new("RGB", (16, 16), PROBE_COLOUR).save(sample, "JPEG", quality=95)
-        payload = JpegPayload("<probe>", sample.getvalue(), 16, 16, 1, None, 0, 0, "")
+        meta = PhotoMeta(*(None,) * 8, 1, 16, 16, "jpeg", "")  # orientation, size, type, folder
+        payload = JpegPayload("<probe>", sample.getvalue(), 16, 16, 1, meta, 0, 0, "")
         try:
             batch, records = self([payload])
             pixels = batch.cpu().numpy()
@@ -375,10 +377,11 @@ def _record(payload: JpegPayload) -> Decoded:
         pixels=_NO_PIXELS,
         width=width,
         height=height,
-        taken_at=payload.taken_at,
+        taken_at=payload.meta.taken_at,
         size=payload.size,
         mtime_ns=payload.mtime_ns,
         fingerprint=payload.fingerprint,
+        meta=payload.meta,
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from imgsearch import modelspec
 from imgsearch.errors import ImgsearchError
+from imgsearch.folders import missing_roots
 from imgsearch.library import (
     ERROR,
     OK,
@@ -30,8 +31,11 @@ from imgsearch.library import (
     Library,
     now,
 )
+from imgsearch.paths import canonical
 from imgsearch.vectors import IndexParams
 from indexer import lifeline
+from indexer import roots as roots_mod
+from indexer.copies import CopyFinder
 from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
 
 if TYPE_CHECKING:
@@ -56,6 +60,9 @@ class IndexResult:
     removed: int = 0
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    missing: list[tuple[str, int, str]] = field(default_factory=list)  # (root, images, reason)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old root, new root)
+    shared: int = 0  # byte-identical copies that reused a stored vector
     embedded: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0  # decode + embed + store, after the model loaded
@@ -85,7 +92,7 @@ class Plan:
     """The diff between the tree on disk and the library."""
 
     to_embed: list[tuple[FileEntry, bool]]  # (entry, is_update)
-    moves: list[tuple[int, str, int, int]]  # (id, new path, size, mtime_ns)
+    moves: list[tuple[int, str, int, int, int | None]]  # (id, new path, size, mtime, root id)
     to_remove: list[int]
     unchanged: int
 
@@ -107,31 +114,46 @@ def choose_model(library: Library, settings: Settings, *, explicit: bool) -> tup
 
 def plan(
     library: Library,
-    roots: Sequence[str],
+    targets: Sequence[roots_mod.Target],
     entries: Sequence[FileEntry],
     unreadable: Sequence[str] = (),
+    *,
+    owners: dict[str, int | None] | None = None,
+    gone_roots: Sequence[int] = (),
 ) -> Plan:
-    """Compare a scan with the stored rows under the same roots.
+    """Compare a scan with the stored rows the same targets cover.
 
-    `unreadable` paths were seen by the walk but could not be taken (their errors are stored
-    separately); they are not treated as deleted.
+    Rows of the scanned roots (under them, or owned by them through a symlink) that the scan did
+    not see are deleted, unless a new file has their content (a move). Rows of `gone_roots`
+    (missing roots) are move candidates only: a renamed root indexed under its new name costs
+    no embedding. `unreadable` paths were seen but could not be taken; they are not deleted.
     """
-    known = library.known_files(under=roots)
+    owners = owners or {}
+    scope = library.known_files(
+        under=[t.path for t in targets if t.is_dir],
+        root_ids=[t.root_id for t in targets if t.is_root and t.root_id is not None],
+        paths=[t.path for t in targets if not t.is_dir],
+    )
+    outside = library.known_files(
+        root_ids=(), paths=[e.path for e in entries if e.path not in scope]
+    )
     seen: set[str] = set(unreadable)
     new: list[FileEntry] = []
     to_embed: list[tuple[FileEntry, bool]] = []
     unchanged = 0
     for entry in entries:
         seen.add(entry.path)
-        row = known.get(entry.path)
+        row = scope.get(entry.path) or outside.get(entry.path)
         if row is None:
             new.append(entry)
         elif row.size == entry.size and row.mtime_ns == entry.mtime_ns:
             unchanged += 1
         else:
             to_embed.append((entry, True))
-    missing = [row for path, row in known.items() if path not in seen]
-    moves, matched = _match_moves(new, missing)
+    missing = [row for path, row in scope.items() if path not in seen]
+    elsewhere = library.known_files(root_ids=list(gone_roots)) if gone_roots and new else {}
+    candidates = missing + [r for p, r in elsewhere.items() if p not in scope]
+    moves, matched = _match_moves(new, candidates, owners)
     to_embed.extend((e, False) for e in new if e.path not in matched)
     moved_ids = {m[0] for m in moves}
     to_remove = [row.id for row in missing if row.id not in moved_ids]
@@ -139,14 +161,14 @@ def plan(
 
 
 def _match_moves(
-    new: Sequence[FileEntry], missing: Sequence[KnownFile]
-) -> tuple[list[tuple[int, str, int, int]], set[str]]:
+    new: Sequence[FileEntry], missing: Sequence[KnownFile], owners: dict[str, int | None]
+) -> tuple[list[tuple[int, str, int, int, int | None]], set[str]]:
     """New paths whose content (size + partial hash) equals a vanished row's are moves."""
     by_size: dict[int, list[KnownFile]] = {}
     for row in missing:
         if row.status == OK and row.fingerprint:
             by_size.setdefault(row.size, []).append(row)
-    moves: list[tuple[int, str, int, int]] = []
+    moves: list[tuple[int, str, int, int, int | None]] = []
     matched: set[str] = set()
     for entry in new:
         candidates = by_size.get(entry.size)
@@ -159,7 +181,9 @@ def _match_moves(
         for row in candidates:
             if row.fingerprint == digest:
                 candidates.remove(row)
-                moves.append((row.id, entry.path, entry.size, entry.mtime_ns))
+                moves.append(
+                    (row.id, entry.path, entry.size, entry.mtime_ns, owners.get(entry.path))
+                )
                 matched.add(entry.path)
                 break
     return moves, matched
@@ -308,15 +332,36 @@ def run(
     on_progress: Callable[[Progress], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
     on_status: Callable[[str], None] | None = None,
+    allow_nested: bool = False,
 ) -> IndexResult:
-    """Index `roots` into `library` (caller holds the write lock).
+    """Index `roots` into `library` (caller holds the write lock); no roots: every root the
+    library has. New folders become roots of the library.
 
     `model` = (name, weights) that `load_encoder` loads, when known: decoding can then start
     while the model loads.
     """
     started, t0 = now(), time.perf_counter()
     result = IndexResult()
-    roots = [os.path.abspath(os.path.expanduser(r)) for r in roots]
+    targets, missing = roots_mod.plan_targets(library, roots)
+    roots_mod.check_location(
+        str(library.path), [t.path for t in targets if t.is_dir], allowed=allow_nested
+    )
+    reported = {m.root.id for m in missing}
+    missing += [m for m in missing_roots(library) if m.root.id not in reported]
+    targets = _register_roots(library, targets)
+    roots = [t.path for t in targets]
+    known_roots = library.roots()
+    by_id = {r.id: r for r in known_roots}
+    counts = library.counts_by_root() if missing else {}
+    for gone in missing:
+        result.missing.append((gone.root.path, counts.get(gone.root.id, (0, 0))[0], gone.reason))
+
+    def owner(path: str, scanned_root: str = "") -> int | None:
+        found = roots_mod.owner_of(path, known_roots)
+        if found is not None:
+            return found.id
+        holder = roots_mod.owner_of(scanned_root, known_roots) if scanned_root else None
+        return holder.id if holder is not None else None
 
     def skip(path: str, reason: str) -> None:
         result.skipped.append((path, reason))
@@ -328,30 +373,40 @@ def run(
     def walk_skip(s: WalkSkip) -> None:
         skip(s.path, s.reason)
         size, mtime = _stat(s.path)
-        walk_failures.append(FailedRecord(s.path, size, mtime, s.reason))
+        walk_failures.append(FailedRecord(s.path, size, mtime, s.reason, owner(s.path)))
 
+    excluded = [r.path for r in known_roots if r.kind == "excluded"]
     entries = list(
         scan(
             roots,
             skip_hidden=settings.skip_hidden,
             follow_symlinks=settings.follow_symlinks,
             on_skip=walk_skip,
+            exclude=[*excluded, canonical(library.path)],
         )
     )
-    todo = plan(library, roots, entries, [f.path for f in walk_failures])
+    owners = {e.path: owner(e.path, e.root) for e in entries}
+    gone_ids = [m.root.id for m in missing]
+    todo = plan(
+        library, targets, entries, [f.path for f in walk_failures], owners=owners,
+        gone_roots=gone_ids,
+    )  # fmt: skip
     if walk_failures:
         library.store([], walk_failures)
     result.unchanged = todo.unchanged
     library.move(todo.moves)
     result.moved = len(todo.moves)
+    if todo.moves and missing:
+        _drop_emptied_roots(library, missing, by_id, owners, todo, result)
 
     encoder: Encoder | None = None
     status = "interrupted"
     try:
         if todo.to_embed:
             encoder = _embed_all(
-                library, todo.to_embed, settings, load_encoder, model, result, skip, on_progress
-            )
+                library, todo.to_embed, settings, load_encoder, model, result, skip, on_progress,
+                owners,
+            )  # fmt: skip
         library.remove(todo.to_remove)
         result.removed = len(todo.to_remove)
         library.save_vector_index(IndexParams.from_settings(settings))
@@ -360,11 +415,51 @@ def run(
     finally:
         result.seconds = time.perf_counter() - t0
         try:
-            library.record_run(started, roots, result.counts(), status)
+            indexed = [(t.root_id, t.device) for t in targets if t.is_root and t.root_id]
+            library.record_run(
+                started, roots, result.counts(), status, indexed if status == "ok" else ()
+            )
         except Exception:  # never hide the real error behind a bookkeeping one
             if status == "ok":
                 raise
     return result
+
+
+def _register_roots(
+    library: Library, targets: Sequence[roots_mod.Target]
+) -> list[roots_mod.Target]:
+    """New folders become roots; a forgotten (excluded) folder indexed again is a part of its
+    root again."""
+    from dataclasses import replace
+
+    excluded = {r.path: r for r in library.roots() if r.kind == "excluded"}
+    out = []
+    for target in targets:
+        if target.path in excluded:  # asked for by name
+            library.drop_root(excluded[target.path].id)
+        if target.is_root and target.root_id is None:
+            target = replace(target, root_id=library.add_root(target.path, target.device))
+        out.append(target)
+    return out
+
+
+def _drop_emptied_roots(
+    library: Library,
+    missing: Sequence[roots_mod.MissingRoot],
+    by_id: dict[int, Any],
+    owners: dict[str, int | None],
+    todo: Plan,
+    result: IndexResult,
+) -> None:
+    """A missing root whose every image moved was renamed: it is dropped, the move reported."""
+    counts = library.counts_by_root()
+    for gone in missing:
+        if sum(counts.get(gone.root.id, (0, 0))) == 0:
+            new_owners = {owners.get(m[1]) for m in todo.moves}
+            new = next((by_id[i].path for i in new_owners if i in by_id), None)
+            library.drop_root(gone.root.id)
+            result.missing = [m for m in result.missing if m[0] != gone.root.path]
+            result.renamed.append((gone.root.path, new or "?"))
 
 
 def _embed_all(
@@ -376,6 +471,7 @@ def _embed_all(
     result: IndexResult,
     skip: Callable[[str, str], None],
     on_progress: Callable[[Progress], None] | None,
+    owners: dict[str, int | None],
 ) -> Encoder:
     from indexer.decode import Decoded, DecodeFailed
     from indexer.gpudecode import JpegPayload
@@ -385,6 +481,7 @@ def _embed_all(
     paths = [e.path for e, _ in work]
     encoder, on_device, stream = _load_and_decode(library, paths, settings, load_encoder, model)
     started = time.perf_counter()
+    copies = CopyFinder(library)
     done_recs: list[ImageRecord] = []
     pixels: list[np.ndarray] = []
     payloads: list[JpegPayload] = []
@@ -398,11 +495,12 @@ def _embed_all(
             return
         skip(item.path, item.reason)
         size, mtime = _stat(item.path)
-        failed.append(FailedRecord(item.path, size, mtime, item.reason))
+        failed.append(FailedRecord(item.path, size, mtime, item.reason, owners.get(item.path)))
 
     def flush() -> None:
         nonlocal done
         records: list[ImageRecord] = []
+        shared_before = result.shared
         if payloads:
             assert on_device is not None
             tensor, results = on_device(payloads)
@@ -412,17 +510,23 @@ def _embed_all(
                     fail(r)
             if decoded:
                 vectors = encoder.embed_pixels(tensor)
-                records += [_record(r, v) for r, v in zip(decoded, vectors)]
+                gpu = [_record(r, v, owners.get(r.path)) for r, v in zip(decoded, vectors)]
+                records += _share_copies(copies, gpu, None, result)
         if done_recs:
-            vectors = encoder.embed_pixels(np.stack(pixels))
-            records += [_with_vector(r, v) for r, v in zip(done_recs, vectors)]
+            records += _share_copies(
+                copies,
+                done_recs,
+                lambda idx: encoder.embed_pixels(np.stack([pixels[i] for i in idx])),
+                result,
+            )
         library.store(records, failed)
+        copies.remember(records)
         for rec in records:
             if is_update[rec.path]:
                 result.updated += 1
             else:
                 result.added += 1
-        result.embedded += len(records)
+        result.embedded += len(records) - (result.shared - shared_before)
         done += len(records) + len(failed)
         done_recs.clear()
         pixels.clear()
@@ -438,7 +542,7 @@ def _embed_all(
             elif isinstance(item, JpegPayload):
                 payloads.append(item)
             else:
-                done_recs.append(_record(item, np.empty(0, np.float32)))
+                done_recs.append(_record(item, np.empty(0, np.float32), owners.get(item.path)))
                 pixels.append(item.pixels)
             if len(done_recs) + len(payloads) >= batch_size or len(failed) >= batch_size:
                 flush()
@@ -525,25 +629,40 @@ def _ensure_text_encoder(
         library.set_meta(text_export="unsupported")
 
 
-def _record(item: Decoded, vector: np.ndarray) -> ImageRecord:
+def _record(item: Decoded, vector: np.ndarray, root_id: int | None) -> ImageRecord:
     return ImageRecord(
         path=item.path, size=item.size, mtime_ns=item.mtime_ns, fingerprint=item.fingerprint,
         width=item.width, height=item.height, taken_at=item.taken_at,
-        vector=np.asarray(vector, dtype=np.float32),
+        vector=np.asarray(vector, dtype=np.float32), root_id=root_id,
     )  # fmt: skip
 
 
-def _with_vector(rec: ImageRecord, vector: np.ndarray) -> ImageRecord:
-    return ImageRecord(
-        rec.path,
-        rec.size,
-        rec.mtime_ns,
-        rec.fingerprint,
-        rec.width,
-        rec.height,
-        rec.taken_at,
-        np.asarray(vector, dtype=np.float32),
-    )
+def _share_copies(
+    copies: CopyFinder,
+    records: Sequence[ImageRecord],
+    embed: Callable[[list[int]], np.ndarray] | None,
+    result: IndexResult,
+) -> list[ImageRecord]:
+    """The batch's records with vectors: byte-identical copies of stored (or just embedded)
+    images take that vector, the rest are embedded (`embed(indices)`; None: they have one)."""
+    from dataclasses import replace
+
+    found = copies.resolve(records)
+    vectors: list[np.ndarray | None] = list(found.vectors)
+    todo = found.to_embed()
+    if embed is not None and todo:
+        for i, vec in zip(todo, embed(todo)):
+            vectors[i] = vec
+    out = []
+    for i, rec in enumerate(records):
+        vec = vectors[i]
+        if vec is None:
+            vec = vectors[found.same_as[i]] if found.same_as[i] is not None else rec.vector
+        if found.vectors[i] is not None or found.same_as[i] is not None:
+            result.shared += 1
+        vectors[i] = vec
+        out.append(replace(rec, vector=np.asarray(vec, np.float32), content_hash=found.digests[i]))
+    return out
 
 
 def _stat(path: str) -> tuple[int, int]:

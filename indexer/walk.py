@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.paths import canonical, display
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -40,11 +41,13 @@ _BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 
 @dataclass(frozen=True)
 class FileEntry:
-    """An image file as the walk saw it; `path` is absolute but symlinks are kept, not resolved."""
+    """An image file as the walk saw it; `path` is canonical (symlinks resolved), so a file has
+    one path however it was reached."""
 
     path: str
     size: int
     mtime_ns: int
+    root: str = ""  # the scanned root (canonical) it was found under
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ def _sniff_path(path: str) -> str | None:
 def _wanted_by_name(name: str) -> bool | None:
     """True: image extension; False: other extension (never opened); None: no extension, sniff."""
     ext = os.path.splitext(name)[1]
-    if not ext:
+    if ext in ("", "."):  # "photo.jpg." and "IMG_0001" say nothing: the content decides
         return None
     return ext.lower() in IMAGE_EXTENSIONS
 
@@ -183,13 +186,13 @@ def _check_roots(roots: Iterable[str | os.PathLike[str]]) -> list[tuple[str, os.
     """Stat every root before anything is yielded, so a typo fails fast and names the root."""
     checked = []
     for root in roots:
-        path = os.path.abspath(os.fspath(root))
+        path = canonical(root)
         try:
             checked.append((path, os.stat(path)))
         except FileNotFoundError:
-            raise ImgsearchError(f"{root}: no such file or folder") from None
+            raise ImgsearchError(f"{display(os.fspath(root))}: no such file or folder") from None
         except OSError as exc:
-            raise ImgsearchError(f"{root}: {_os_reason(exc, 'root')}") from exc
+            raise ImgsearchError(f"{display(os.fspath(root))}: {_os_reason(exc, 'root')}") from exc
     return checked
 
 
@@ -199,35 +202,45 @@ def scan(
     skip_hidden: bool = True,
     follow_symlinks: bool = True,
     on_skip: Callable[[WalkSkip], None] | None = None,
+    exclude: Collection[str] = (),
 ) -> Iterator[FileEntry]:
     """Yield each image file under `roots` once, in sorted order; roots are checked right away.
 
-    Symlinks given as roots are always followed; below them `follow_symlinks` decides.
-    Problems below a root are reported to `on_skip` and the walk goes on.
+    Symlinks given as roots are always followed; below them `follow_symlinks` decides. Every
+    path yielded is canonical. Folders in `exclude` (canonical: the library itself, folders
+    the user forgot) are not entered. Problems below a root go to `on_skip`; the walk goes on.
     """
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
     checked = _check_roots(roots)
-    return _Walker(skip_hidden, follow_symlinks, on_skip or (lambda skip: None)).run(checked)
+    walker = _Walker(skip_hidden, follow_symlinks, on_skip or (lambda skip: None), set(exclude))
+    return walker.run(checked)
 
 
 class _Walker:
     """One scan's state: directories and files already seen, keyed by (st_dev, st_ino)."""
 
     def __init__(
-        self, skip_hidden: bool, follow_symlinks: bool, on_skip: Callable[[WalkSkip], None]
+        self,
+        skip_hidden: bool,
+        follow_symlinks: bool,
+        on_skip: Callable[[WalkSkip], None],
+        exclude: set[str],
     ) -> None:
         self.skip_hidden = skip_hidden
         self.follow_symlinks = follow_symlinks
         self.on_skip = on_skip
+        self.exclude = exclude
+        self.root = ""
         self.seen_dirs: set[tuple[int, int]] = set()
         self.seen_files: set[tuple[int, int]] = set()
 
     def run(self, roots: list[tuple[str, os.stat_result]]) -> Iterator[FileEntry]:
         for path, st in roots:
+            self.root = path
             if stat.S_ISDIR(st.st_mode):
-                if (st.st_dev, st.st_ino) not in self.seen_dirs:  # e.g. a root inside another
-                    yield from self._walk_tree(path, st)
+                if (st.st_dev, st.st_ino) not in self.seen_dirs and path not in self.exclude:
+                    yield from self._walk_tree(path, st)  # not seen: e.g. a root inside another
             elif not stat.S_ISREG(st.st_mode):
                 self._skip(path, f"not a regular file ({describe_file_type(st.st_mode)})")
             elif _wanted_by_name(os.path.basename(path)) is False:
@@ -238,11 +251,15 @@ class _Walker:
                     yield entry
 
     def _walk_tree(self, root: str, st: os.stat_result) -> Iterator[FileEntry]:
-        """Depth-first over sorted names with an explicit stack (no recursion limit)."""
+        """Depth-first over sorted names with an explicit stack (no recursion limit).
+
+        A frame is `real` while no symlink led to it: its entries' paths are canonical as they
+        are; below a symlink each path is resolved."""
         self.seen_dirs.add((st.st_dev, st.st_ino))
-        stack = [(root, (st.st_dev, st.st_ino), self._list(root))]
+        stack = [(root, (st.st_dev, st.st_ino), self._list(root), True)]
         on_stack = {(st.st_dev, st.st_ino)}
         while stack:
+            real = stack[-1][3]
             entry = next(stack[-1][2], None)
             if entry is None:
                 on_stack.discard(stack.pop()[1])
@@ -257,12 +274,15 @@ class _Walker:
             except OSError:
                 is_dir = False
             if is_dir:
+                child_real = real and not is_link
+                if (entry.path if child_real else canonical(entry.path)) in self.exclude:
+                    continue
                 key = self._enter_dir(entry, is_link, on_stack)
                 if key is not None:
-                    stack.append((entry.path, key, self._list(entry.path)))
+                    stack.append((entry.path, key, self._list(entry.path), child_real))
                     on_stack.add(key)
                 continue
-            found = self._file_entry(entry, is_link)
+            found = self._file_entry(entry, is_link, real and not is_link)
             if found is not None:
                 yield found
 
@@ -309,7 +329,7 @@ class _Walker:
         self.seen_dirs.add(key)
         return key
 
-    def _file_entry(self, entry: os.DirEntry[str], is_link: bool) -> FileEntry | None:
+    def _file_entry(self, entry: os.DirEntry[str], is_link: bool, real: bool) -> FileEntry | None:
         """Stat only names that may be images; specials (FIFO, socket, device) are never opened."""
         wanted = _wanted_by_name(entry.name)
         if wanted is False:
@@ -336,7 +356,7 @@ class _Walker:
                     WalkSkip(entry.path, f"not a regular file ({describe_file_type(st.st_mode)})")
                 )
             return None
-        return self._file(entry.path, entry.name, st)
+        return self._file(entry.path if real else canonical(entry.path), entry.name, st)
 
     def _file(self, path: str, name: str, st: os.stat_result) -> FileEntry | None:
         """A FileEntry for a regular image file not seen yet (hard link/symlink: first wins)."""
@@ -349,4 +369,14 @@ class _Walker:
         if key in self.seen_files:
             return None
         self.seen_files.add(key)
-        return FileEntry(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+        return FileEntry(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, root=self.root)
+
+
+def content_hash(path: str) -> str:
+    """Hash of a file's whole content: confirms that two files with the same size and partial
+    hash are byte-identical copies (they then share one vector)."""
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imgsearch import Searcher
-from imgsearch.search import Term, parse_expression
+from imgsearch.query import Term, parse
 from tests.conftest import hits, make_pictures
 
 
@@ -63,7 +63,10 @@ def test_in_restricts_to_a_folder(run, tiny_model, tmp_path):
     assert {h["path"] for h in found} == {str(p) for p in b}
     # a sibling folder whose name starts the same is not inside
     assert hits(run("query", "x", "--json", "--in", tmp_path / "photos" / "")) != []
+    (tmp_path / "phot").mkdir()
     assert hits(run("query", "x", "--json", "--in", tmp_path / "phot")) == []
+    missing = run("query", "x", "--in", tmp_path / "nope", code=2)
+    assert f"in:{tmp_path / 'nope'}: no such folder" in missing.stderr
 
 
 def test_combined_query_is_the_normalised_weighted_sum(run, indexed):
@@ -110,16 +113,16 @@ def test_templates_change_the_text_embedding(run, indexed):
     assert float(direct @ photo) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_parse_expression():
-    assert parse_expression(["a", "dog", "+", "beach"]) == [
+def test_parse_terms():
+    assert parse(["a", "dog", "+", "beach"]).terms == (
         Term("text", "a dog", 1.0),
         Term("text", "beach", 1.0),
-    ]
-    assert parse_expression(["2*cat", "-", "@x.jpg"]) == [
+    )
+    assert parse(["2*cat", "-", "@x.jpg"]).terms == (
         Term("text", "cat", 2.0),
         Term("image", "x.jpg", -1.0),
-    ]
-    assert parse_expression(["-", "blurry"]) == [Term("text", "blurry", -1.0)]
+    )
+    assert parse(["-", "blurry"]).terms == (Term("text", "blurry", -1.0),)
 
 
 def test_empty_query_is_a_usage_error(run, indexed):

@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from imgsearch import Searcher
+from imgsearch.query import Query
 from tests.support.harness import (
     copy_photos,
     lock_holder,
@@ -112,7 +113,7 @@ def test_queries_during_an_index_run_see_consistent_snapshots(run, tiny_model, t
                 probe = kept[i % len(kept)]
                 try:
                     if i % 3 == 0:
-                        found = searcher.search(before.rows[probe].vector, k=200)
+                        found = searcher.nearest(before.rows[probe].vector, Query(k=200)).hits
                     elif i % 3 == 1:
                         found = searcher.query("a photo of a dog", k=200)
                     else:
@@ -197,7 +198,7 @@ def test_a_query_racing_a_write_answers_from_one_state(run, tiny_model, tmp_path
     monkeypatch.setattr(vectors.VectorIndex, "search", search_while_a_run_commits)
     probe = str(initial[2])
     with Searcher(library) as searcher:
-        found = searcher.search(before.rows[probe].vector, k=8)
+        found = searcher.nearest(before.rows[probe].vector, Query(k=8)).hits
     after = read_state(library)
     assert (writes[0]["added"], writes[0]["removed"]) == (2, 2)
     assert {h.path for h in found} in (set(before.rows), set(after.rows)), sorted(

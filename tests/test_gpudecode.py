@@ -106,7 +106,7 @@ def test_imagenet_sample_matches_open_clip(device: str) -> None:
         assert record.path == item.path and record.pixels.size == 0
         expected = decode(item.path, SPEC, max_pixels=MAX_PIXELS)
         assert isinstance(expected, Decoded)
-        facts = ("width", "height", "taken_at", "size", "mtime_ns", "fingerprint")
+        facts = ("width", "height", "taken_at", "size", "mtime_ns", "fingerprint", "meta")
         assert [getattr(record, f) for f in facts] == [getattr(expected, f) for f in facts]
 
 

@@ -34,6 +34,8 @@ def test_hostile_corpus_is_indexed_or_reported(run, tiny_model, tmp_path, isolat
         if case.unprivileged and IS_ROOT:
             continue  # root reads chmod-000 files; tests/test_decode.py covers it as 'nobody'
         path = str(root / case.relpath)
+        if os.path.exists(path):
+            path = os.path.realpath(path)  # a symlink's file is stored as its target
         if not case.walked and case.expect_reason in (None, "not an image"):
             # ignored on purpose (hidden, system folder, not an image extension): never opened
             assert path not in rows, case

@@ -58,3 +58,34 @@ def test_wal_mode(tmp_path):
     Library.open(tmp_path, create=True).close()
     con = sqlite3.connect(tmp_path / DB_NAME)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_library_at_0003_gets_byte_paths_and_its_roots_from_the_run_history(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    db = tmp_path / "lib" / DB_NAME
+    db.parent.mkdir()
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        migrate.upgrade(conn, "0003")
+        for name in ("a.jpg", "sub/b.jpg"):
+            conn.exec_driver_sql(
+                "INSERT INTO images (path, size, mtime_ns, fingerprint, status, vector, "
+                "indexed_at) VALUES (?, 10, 5, 'abc', 'ok', x'0000803f', '2026-01-01')",
+                (str(photos / name),),
+            )
+        conn.exec_driver_sql(
+            "INSERT INTO runs (started_at, finished_at, roots, status) VALUES "
+            "('2026-01-01', '2026-01-02', ?, 'ok')",
+            (f"{photos}\n{tmp_path / 'gone'}",),
+        )
+        conn.exec_driver_sql("INSERT INTO meta VALUES ('generation', '1')")
+    engine.dispose()
+    with Library.open(db.parent) as lib:
+        assert set(lib.known_files()) == {str(photos / "a.jpg"), str(photos / "sub/b.jpg")}
+        roots = lib.roots()
+        assert [r.path for r in roots] == [str(photos)]  # a root that no longer exists is not
+        assert {k.root_id for k in lib.known_files().values()} == {roots[0].id}
+        assert len(lib.ids_under(str(photos / "sub"))) == 1
+    con = sqlite3.connect(db)
+    assert {r[0] for r in con.execute("SELECT typeof(path) FROM images")} == {"blob"}

@@ -40,12 +40,20 @@ def _rel(root: Path, entries: list[FileEntry]) -> list[str]:
     return [os.path.relpath(e.path, root) for e in entries]
 
 
+def _canonical_rel(root: Path, relpath: str) -> str:
+    """Where a case's file really is, relative to `root` (a symlink's target)."""
+    return os.path.relpath(os.path.realpath(root / relpath), root)
+
+
 @pytest.mark.timeout(60)
 def test_scan_yields_images_of_the_hostile_corpus(corpus: tuple[Path, list[CorpusCase]]) -> None:
     root, cases = corpus
     entries, _ = _scan(root)
     # root bypasses permissions, so the chmod-000 cases are readable in this process
-    expected = {c.relpath for c in cases if c.walked or (c.unprivileged and IS_ROOT)}
+    expected = {
+        _canonical_rel(root, c.relpath) for c in cases if c.walked or (c.unprivileged and IS_ROOT)
+    }
+    assert "../root-outside/outside.jpg" in expected  # the symlinked file, by its real path
     assert sorted(_rel(root, entries)) == sorted(expected)
 
 
@@ -63,18 +71,20 @@ def test_scan_reports_links_loops_and_pipes(corpus: tuple[Path, list[CorpusCase]
 
 def test_scan_order_is_sorted_depth_first(corpus: tuple[Path, list[CorpusCase]]) -> None:
     root, _ = corpus
-    paths = _rel(root, _scan(root)[0])
+    paths = [p for p in _rel(root, _scan(root)[0]) if not p.startswith("..")]
     assert paths == sorted(paths, key=lambda p: p.split(os.sep))
-    assert paths == _rel(root, _scan(root)[0])
+    assert _rel(root, _scan(root)[0]) == _rel(root, _scan(root)[0])
 
 
-def test_entries_are_absolute_unresolved_and_stat_exact(
+def test_entries_are_canonical_and_stat_exact(
     corpus: tuple[Path, list[CorpusCase]],
 ) -> None:
     root, _ = corpus
     by_rel = {os.path.relpath(e.path, root): e for e in _scan(root)[0]}
-    link = by_rel["link_outside.jpg"]
-    assert link.path == os.path.join(root, "link_outside.jpg")  # not the target's path
+    assert "link_outside.jpg" not in by_rel  # one identity: the file's real path
+    link = by_rel["../root-outside/outside.jpg"]
+    assert link.path == os.path.realpath(root / "link_outside.jpg")
+    assert by_rel["../root-outside/dir/deep.png"].root == str(root)  # found under the root
     st = os.stat(link.path)
     assert (link.size, link.mtime_ns) == (st.st_size, st.st_mtime_ns)
     assert all(os.path.isabs(e.path) for e in by_rel.values())
@@ -123,7 +133,7 @@ def test_same_file_reached_twice_is_yielded_once(tmp_path: Path) -> None:
     os.symlink(tree / "sub", tree / "again")  # the same folder by another name
     entries = list(scan([tree, tree / "sub"]))
     assert len(entries) == 1
-    assert _rel(tree, entries) == ["again/a.jpg"]  # first in sorted order wins
+    assert _rel(tree, entries) == ["sub/a.jpg"]  # its real path, however it was reached
 
 
 def test_extensions_are_case_insensitive_and_others_unopened(tmp_path: Path) -> None:

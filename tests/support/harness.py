@@ -233,7 +233,7 @@ def read_state(library: Path) -> LibraryState | None:
             return None
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         rows = {
-            path: Row(row_id, stamp, np.frombuffer(blob, dtype=np.float32).copy())
+            os.fsdecode(path): Row(row_id, stamp, np.frombuffer(blob, dtype=np.float32).copy())
             for row_id, path, stamp, blob in conn.execute(
                 "SELECT id, path, indexed_at, vector FROM images WHERE status = 'ok'"
             )

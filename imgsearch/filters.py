@@ -1,0 +1,192 @@
+"""Filters -> the ids of the images they allow, by SQL over the library's metadata columns.
+
+Each filter is a WHERE fragment; `|` values are OR-ed, filters AND-ed, a negated filter keeps
+what does not match (unknown metadata included). `tag:` and `album:` come from providers the
+features that own them register (`register`), so this module knows no tag or album tables.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgsearch.paths import canonical, prefix_range, to_key
+from imgsearch.query import Filter, QueryError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from imgsearch.library import Library
+
+# ext: names -> file_type values (content-sniffed, lower case)
+EXT_TYPES: dict[str, tuple[str, ...]] = {
+    "jpg": ("jpeg",), "jpeg": ("jpeg",), "jpe": ("jpeg",), "jfif": ("jpeg",),
+    "png": ("png",), "gif": ("gif",), "bmp": ("bmp",), "webp": ("webp",),
+    "tif": ("tiff",), "tiff": ("tiff",), "heic": ("heif",), "heif": ("heif",),
+    "avif": ("avif",),
+}  # fmt: skip
+HAS = {
+    "gps": "latitude IS NOT NULL",
+    "date": "taken_at_source IS NOT NULL AND taken_at_source != 'mtime'",
+    "camera": "camera_model IS NOT NULL",
+}
+_DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
+_NEAR = re.compile(r"^(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)(?:,(\d+(?:\.\d+)?)(km|m)?)?$")
+
+# key -> provider(library, values) -> ids (tag:, album:)
+Provider = Callable[["Library", Sequence[str]], "npt.NDArray[np.int64]"]
+_PROVIDERS: dict[str, Provider] = {}
+
+
+def register(key: str, provider: Provider) -> None:
+    """Let a feature answer its own filter key (tags answer `tag:`, albums `album:`)."""
+    _PROVIDERS[key] = provider
+
+
+def _bounds(value: str, key: str) -> tuple[str, str]:
+    """[start, end) of a date given as YYYY, YYYY-MM or YYYY-MM-DD, as ISO strings."""
+    m = _DATE.match(value)
+    if not m:
+        raise QueryError(f"{key}:{value}: dates are YYYY, YYYY-MM or YYYY-MM-DD")
+    year, month, day = int(m.group(1)), m.group(2), m.group(3)
+    try:
+        if day:
+            start = date(year, int(month), int(day))
+            end = date.fromordinal(start.toordinal() + 1)
+        elif month:
+            start = date(year, int(month), 1)
+            end = date(year + (start.month == 12), start.month % 12 + 1, 1)
+        else:
+            start, end = date(year, 1, 1), date(year + 1, 1, 1)
+    except ValueError as exc:
+        raise QueryError(f"{key}:{value}: {exc}") from None
+    return start.isoformat(), end.isoformat()
+
+
+def _condition(flt: Filter, value: str) -> tuple[str, list[Any]]:
+    """One value of one filter as (SQL, args) over `images`."""
+    key = flt.key
+    if key == "after":
+        return "taken_at >= ?", [_bounds(value, key)[0]]
+    if key == "before":
+        return "taken_at < ?", [_bounds(value, key)[0]]
+    if key == "year":
+        start, end = _bounds(value, key) if re.fullmatch(r"\d{4}", value) else ("", "")
+        if not start:
+            raise QueryError(f"year:{value}: give a year such as year:2023")
+        return "taken_at >= ? AND taken_at < ?", [start, end]
+    if key == "month":
+        if not value.isdigit() or not 1 <= int(value) <= 12:
+            raise QueryError(f"month:{value}: give a month number 1-12")
+        return "substr(taken_at, 6, 2) = ?", [f"{int(value):02d}"]
+    if key in ("camera", "lens"):
+        like = f"%{value.lower()}%"
+        if key == "lens":
+            return "lower(lens) LIKE ?", [like]
+        return "lower(coalesce(camera_make, '') || ' ' || coalesce(camera_model, '')) LIKE ?", [
+            like
+        ]
+    if key == "in":
+        folder = canonical(value)
+        if not os.path.isdir(folder):
+            raise QueryError(f"in:{value}: no such folder")
+        low, high = prefix_range(folder)
+        return "(path >= ? AND path < ?)", [low, high]
+    if key == "ext":
+        types = EXT_TYPES.get(value.lower().lstrip("."))
+        if types is None:
+            raise QueryError(f"ext:{value}: known types are {', '.join(sorted(EXT_TYPES))}")
+        return f"file_type IN ({','.join('?' * len(types))})", list(types)
+    if key == "has":
+        if value not in HAS:
+            raise QueryError(f"has:{value}: use has:{', has:'.join(HAS)}")
+        return HAS[value], []
+    raise AssertionError(key)
+
+
+def near_box(value: str) -> tuple[float, float, float]:
+    """(lat, lon, radius_km) of near:LAT,LON[,R(km|m)] (default 1 km)."""
+    m = _NEAR.match(value.replace(" ", ""))
+    if not m:
+        raise QueryError(f"near:{value}: write near:LAT,LON or near:LAT,LON,5km")
+    lat, lon = float(m.group(1)), float(m.group(2))
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise QueryError(f"near:{value}: latitude -90..90, longitude -180..180")
+    radius = float(m.group(3) or 1.0) / (1000.0 if m.group(4) == "m" else 1.0)
+    return lat, lon, radius
+
+
+def _near_ids(cur: sqlite3.Cursor, value: str) -> set[int]:
+    """Images within the radius: a bounding box in SQL, the exact great-circle distance here."""
+    lat, lon, km = near_box(value)
+    dlat = km / 111.2
+    dlon = km / max(111.2 * math.cos(math.radians(lat)), 1e-6)
+    rows = cur.execute(
+        "SELECT id, latitude, longitude FROM images WHERE latitude BETWEEN ? AND ? "
+        "AND longitude BETWEEN ? AND ?",
+        (lat - dlat, lat + dlat, lon - dlon, lon + dlon),
+    ).fetchall()
+    return {i for i, a, b in rows if haversine_km(lat, lon, a, b) <= km}
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, h)))
+
+
+def matching_ids(library: Library, filters: Sequence[Filter]) -> npt.NDArray[np.int64]:
+    """Sorted ids of the indexed images every filter allows (inside the caller's snapshot)."""
+    sql_parts: list[str] = []
+    args: list[Any] = []
+    sets: list[tuple[set[int], bool]] = []  # (ids, negate) answered outside SQL
+    with library.snapshot() as cur:
+        for flt in filters:
+            if flt.key in ("tag", "album"):
+                provider = _PROVIDERS.get(flt.key)
+                if provider is None:
+                    raise QueryError(f"{flt.key}: filters need imgsearch's {flt.key} feature")
+                found = {int(i) for i in provider(library, flt.values)}
+                sets.append((found, flt.negate))
+                continue
+            if flt.key == "near":
+                sets.append((set().union(*(_near_ids(cur, v) for v in flt.values)), flt.negate))
+                continue
+            conds = [_condition(flt, v) for v in flt.values]
+            clause = " OR ".join(f"({c})" for c, _ in conds)
+            sql_parts.append(f"NOT coalesce(({clause}), 0)" if flt.negate else f"({clause})")
+            for _, a in conds:
+                args += a
+        where = " AND ".join(["status = 'ok'", *sql_parts])
+        rows = cur.execute(f"SELECT id FROM images WHERE {where} ORDER BY id", args).fetchall()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    for found, negate in sets:
+        mask = np.isin(ids, np.fromiter(found, dtype=np.int64, count=len(found)))
+        ids = ids[~mask] if negate else ids[mask]
+    return ids
+
+
+def newest_first(library: Library, ids: npt.NDArray[np.int64] | None) -> list[int]:
+    """Ids ordered newest first (capture time, then id), for a query that is only filters."""
+    with library.snapshot() as cur:
+        rows = cur.execute(
+            "SELECT id, taken_at FROM images WHERE status = 'ok' "
+            "ORDER BY taken_at IS NULL, taken_at DESC, id DESC"
+        ).fetchall()
+    if ids is None:
+        return [r[0] for r in rows]
+    allowed = set(ids.tolist())
+    return [r[0] for r in rows if r[0] in allowed]
+
+
+def folder_key(path: str) -> bytes:
+    """The `folder` column of a path."""
+    return to_key(os.path.dirname(path))
