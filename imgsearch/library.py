@@ -577,14 +577,8 @@ class Library:
                     f"indexed_at FROM images WHERE status = ? AND id IN ({marks})",
                     [OK, *part],
                 ).fetchall()
-                found.update((r[0], ImageDetail(*r)) for r in rows)
+                found.update((r[0], ImageDetail(r[0], from_key(r[1]), *r[2:])) for r in rows)
         return found
-
-    def indexed_roots(self) -> list[str]:
-        """Every folder (or file) ever given to `imgsearch index`, from the run history."""
-        with self._snapshot() as cur:
-            rows = cur.execute("SELECT DISTINCT roots FROM runs").fetchall()
-        return sorted({root for (text,) in rows for root in (text or "").split("\n") if root})
 
     def errors(self) -> list[tuple[str, str]]:
         with self._snapshot() as cur:

@@ -262,7 +262,10 @@ class Searcher:
             info = self.library.info(i for i, _ in page)
         hits = [_hit(info[i], v) for i, v in page if i in info]
         more = len(ranked) > k
-        cursor = make_cursor(query, *page[-1], seen + len(page)) if more and page else None
+        cursor = None
+        if more and page:
+            last_id, last_score = page[-1]
+            cursor = make_cursor(query, last_score, last_id, seen + len(page))
         return SearchResult(hits, strategy, matched, cut, cursor, left_out)
 
     def _allowed(

@@ -57,7 +57,10 @@ def test_search_hits_mirror_the_cli_json_and_rank_like_the_searcher(client, shap
     assert {h["path"] for h in hits[:PER_CLASS]} == shapes.of_class("blue", "square")
     with Searcher(shapes.path) as s:
         cli = [h.to_dict() for h in s.query("a blue square", k=8)]
-    assert [{k: h[k] for k in CLI_KEYS} for h in hits] == pytest.approx(cli)
+    assert [{k: h[k] for k in cli[0] if k != "score"} for h in hits] == [
+        {k: v for k, v in h.items() if k != "score"} for h in cli
+    ]  # every key of `imgsearch query --json`, same values, same order
+    assert [h["score"] for h in hits] == pytest.approx([h["score"] for h in cli])
 
 
 def test_the_cursor_walks_one_ranking_with_no_duplicates_and_no_gaps(client, shapes):
@@ -77,8 +80,10 @@ def test_the_cursor_walks_one_ranking_with_no_duplicates_and_no_gaps(client, sha
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"q": "a circle", "cursor": "not-a-cursor"}, "cursor"),
-        ({"q": 'a "circle', "size": 5}, "cannot read the query"),
+        ({"q": "a circle", "cursor": "not-a-cursor"}, "bad cursor"),
+        ({"q": 'a "circle', "size": 5}, 'unbalanced " in the query'),
+        ({"q": "a circle colour:red"}, "unknown filter 'colour:'"),
+        ({"q": "a circle", "cutoff": "most"}, "cutoff must be auto, none or a score"),
         ({"q": "@/etc/passwd"}, "@FILE image terms are not taken from the web"),
         ({"q": "a circle", "size": 0}, "size must be a number"),
         ({"q": "a circle", "size": "many"}, "size must be a number"),
@@ -94,7 +99,7 @@ def test_bad_queries_are_400_with_a_message(client, params, message):
 
 def test_a_cursor_of_another_query_is_refused(client):
     first = client.get("/search.json", params={"q": "a circle", "size": 5}).json()
-    response = client.get("/search.json", params={"q": "a star", "cursor": first["next"]})
+    response = client.get("/search.json", params={"q": "a star", "cursor": first["next_cursor"]})
     assert response.status_code == 400
     assert "another query" in response.json()["error"]
 
@@ -213,3 +218,15 @@ def test_query_by_example_ranks_the_uploaded_picture_first(client, app, shapes):
     assert raw.json()["example"] == example["example"]  # same bytes, same example
     gone = client.get("/search.json", params={"example": "0123456789"})
     assert gone.status_code == 404 and "expired" in gone.json()["error"]
+
+
+def test_searcher_cursor_pages_follow_each_other(shapes):
+    """Regression: the ranked cursor once stored (id, score) swapped and served page 1 again."""
+    from imgsearch.query import parse_text
+
+    with Searcher(shapes.path) as s:
+        whole = [h.id for h in s.search(parse_text("a circle", k=15)).hits]
+        first = s.search(parse_text("a circle", k=5))
+        second = s.search(parse_text("a circle", k=5, cursor=first.next_cursor))
+        third = s.search(parse_text("a circle", k=5, cursor=second.next_cursor))
+    assert [h.id for h in first.hits + second.hits + third.hits] == whole

@@ -41,12 +41,12 @@ def client(app):
 
 def ids(lib: ShapesLibrary) -> dict[str, int]:
     with sqlite3.connect(lib.path / "library.db") as db:
-        return dict(db.execute("SELECT path, id FROM images"))
+        return {os.fsdecode(p): i for p, i in db.execute("SELECT path, id FROM images")}
 
 
 def set_path(lib: ShapesLibrary, image_id: int, path: str) -> None:
     with sqlite3.connect(lib.path / "library.db") as db:
-        db.execute("UPDATE images SET path = ? WHERE id = ?", (path, image_id))
+        db.execute("UPDATE images SET path = ? WHERE id = ?", (os.fsencode(path), image_id))
 
 
 def assert_json_error(response, status: int, text: str = "") -> None:

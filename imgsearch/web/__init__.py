@@ -2,7 +2,6 @@
 
 app.py       create_app(searcher_or_library, settings) -> Starlette; errors; headers
 views.py     one view per page; its context renders as HTML, .json or a fragment
-paging.py    the cursor over one ranked list
 security.py  files by id under indexed roots, Host allow-list, POST token + Origin
 opener.py    "open in file manager"
 """

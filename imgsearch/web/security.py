@@ -13,7 +13,6 @@ import os
 import secrets
 import stat
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from imgsearch.library import ImageDetail, Library
@@ -49,44 +48,44 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _under(path: str, roots: Iterable[str]) -> bool:
-    for root in roots:
-        root = os.path.normpath(root)
-        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
-            return True
-    return False
-
-
-def library_file(library: Library, image_id: int, *, follow_symlinks: bool) -> ImageDetail:
+def library_file(library: Library, image_id: int) -> ImageDetail:
     """The indexed image `image_id` with its path checked, or Refused(404).
 
-    The path comes from the library, never from the client. It must lie under a root that was
-    indexed (today: the roots in the run history; issue 8 adds a roots table), be the regular
-    file that was indexed (same size and mtime), and, unless symlinks are followed while
-    indexing, resolve to a file under a root too.
+    The path comes from the library, never from the client. It must lie inside one of the
+    library's roots and not inside a folder `forget` excluded, and still be the regular file
+    that was indexed: stored paths are canonical (symlinks resolved), so a path that now
+    resolves elsewhere, or whose size or mtime changed, was swapped or edited since.
     """
+    from imgsearch.paths import is_inside
+
     image = library.detail(image_id)
     if image is None:
         raise Refused(404, f"no image with id {image_id} in the library")
-    stored = os.path.normpath(image.path)
-    roots = library.indexed_roots()
-    if stored != image.path or not os.path.isabs(stored) or (roots and not _under(stored, roots)):
+    stored = image.path
+    roots = library.roots()
+    inside = [r.path for r in roots if r.kind == "root"]
+    excluded = [r.path for r in roots if r.kind == "excluded"]
+    if (
+        not os.path.isabs(stored)
+        or os.path.normpath(stored) != stored
+        or not any(is_inside(stored, root) for root in inside)
+        or any(is_inside(stored, folder) for folder in excluded)
+    ):
         raise Refused(404, f"image {image_id} lies outside the indexed folders")
-    real = os.path.realpath(stored)
-    if not follow_symlinks and roots and not _under(real, [os.path.realpath(r) for r in roots]):
-        raise Refused(404, f"image {image_id} links outside the indexed folders")
+    changed = Refused(
+        404, f"{stored} changed since it was indexed; run imgsearch index to update the library"
+    )
     try:
-        st = os.stat(real)
+        if os.path.realpath(stored) != stored:
+            raise changed
+        st = os.stat(stored)
     except OSError:
         raise Refused(
-            404, f"{image.path} is gone from disk; run imgsearch index to update the library"
+            404, f"{stored} is gone from disk; run imgsearch index to update the library"
         ) from None
     if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (image.size, image.mtime_ns):
-        raise Refused(
-            404,
-            f"{image.path} changed since it was indexed; run imgsearch index to update the library",
-        )
-    return replace(image, path=real)
+        raise changed
+    return image
 
 
 def check_post(request: Request, token: str, allowed_hosts: frozenset[str]) -> None:

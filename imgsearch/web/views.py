@@ -18,9 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shlex
 import tempfile
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -29,13 +27,14 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.web import paging, security
+from imgsearch.web import security
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
     from imgsearch.library import ImageDetail
-    from imgsearch.search import Hit, Term
+    from imgsearch.query import Query
+    from imgsearch.search import Hit, SearchResult
     from imgsearch.web.app import Web
 
 PAGE_SIZE = 48
@@ -58,28 +57,29 @@ def render(request: Request, template: str, context: dict[str, Any], fmt: str) -
 
 
 # ---- queries ----------------------------------------------------------------------------------
-def parse_terms(text: str) -> list[Term]:
-    """The search box's text -> terms, with the CLI's syntax (dog + "0.5*beach" - people).
+def parse_query(request: Request, size: int) -> Query:
+    """The request's `q` (the CLI's query language: terms, filters), cutoff, page size, cursor.
 
     Image terms (`@FILE`) are refused: a client must not make the server read a path; examples
-    come as uploads or "more like this". Issue 10 replaces this with `query.parse`.
+    come as uploads or "more like this".
     """
-    from imgsearch.search import parse_expression
+    from imgsearch.query import Query, parse_text
 
-    try:
-        words = shlex.split(text)
-    except ValueError as exc:
-        raise ImgsearchError(f"cannot read the query {text!r}: {exc}") from exc
-    terms = parse_expression(words)
-    if any(t.kind == "image" for t in terms):
+    params = request.query_params
+    text = params.get("q", "").strip()
+    options: dict[str, Any] = {"k": size, "cursor": params.get("cursor") or None}
+    if params.get("cutoff"):
+        options["cutoff"] = params["cutoff"]
+    query = parse_text(text, **options) if text else Query(**options)
+    if any(t.kind == "image" for t in query.terms):
         raise ImgsearchError(
             "@FILE image terms are not taken from the web; drop or paste the image instead"
         )
-    return terms
+    return query
 
 
 def hit_json(hit: Hit, rank: int, image: ImageDetail | None) -> dict[str, Any]:
-    """A CLI `--json` hit plus what a page needs: id, rank and content-keyed URLs."""
+    """A CLI `--json` hit plus what a page needs: rank, name and content-keyed URLs."""
     data = hit.to_dict()
     data.update(id=hit.id, rank=rank, photo=f"/photo/{hit.id}", file=f"/file/{hit.id}")
     data["thumb"] = thumb_url(image, 256) if image else None
@@ -93,16 +93,16 @@ def thumb_url(image: ImageDetail, px: int) -> str:
     return f"/thumb/{image.id}/{px}?v={content_key(image, px)}"
 
 
-def _ranker(web: Web, request: Request) -> tuple[str, Callable[[int], Sequence[Hit]], dict]:
-    """(query key, rank(k) -> best k hits, what was asked) for the request's parameters."""
+def _run(web: Web, request: Request, query: Query) -> tuple[SearchResult, dict[str, Any]]:
+    """Searcher.search for the request: a typed query, "more like this", or an upload."""
     params = request.query_params
     s = web.searcher
     if example := params.get("example"):
         vector = web.example_vector(example)
         if vector is None:
             raise security.Refused(404, "that example image has expired; drop it again")
-        asked = {"example": example}
-        return paging.query_key(asked), lambda k: s.search(vector, k=k), asked
+        _only_filters(query, "an example picture")
+        return s.nearest(vector, query), {"example": example}
     if similar := params.get("similar"):
         try:
             image_id = int(similar)
@@ -111,20 +111,14 @@ def _ranker(web: Web, request: Request) -> tuple[str, Callable[[int], Sequence[H
         image = s.library.detail(image_id)
         if image is None:
             raise security.Refused(404, f"no image with id {image_id} in the library")
-        asked = {"similar": image_id}
-        return paging.query_key(asked), lambda k: s.similar(image.path, k=k), asked
-    text = params.get("q", "").strip()
-    asked = {"q": text}
-    key = paging.query_key(asked, web.settings.templates)
+        _only_filters(query, "more like this")
+        return s.similar_to(image.path, query), {"similar": image_id}
+    return s.search(query), {}
 
-    def rank(k: int) -> Sequence[Hit]:
-        vector = web.vectors.find(key)
-        if vector is None:
-            vector = s.embed_terms(parse_terms(text))
-            web.vectors.put(key, vector)
-        return s.search(vector, k=k)
 
-    return key, rank, asked
+def _only_filters(query: Query, what: str) -> None:
+    if query.terms:
+        raise ImgsearchError(f"{what} takes filters only in q (e.g. after:2021), not search terms")
 
 
 def _page_size(request: Request) -> int:
@@ -135,40 +129,68 @@ def _page_size(request: Request) -> int:
 
 
 def search_context(web: Web, request: Request) -> dict[str, Any]:
-    """The search page: one page of hits, the cursor of the next, or why there are none."""
-    key, rank, asked = _ranker(web, request)
-    context: dict[str, Any] = {**asked, "hits": [], "offset": 0, "next": None, "next_url": None}
-    if not any(asked.values()):
+    """The search page: one page of hits, the cursor of the next, what the search did, or why
+    there are none (SearchResult.to_dict's keys, hits with URLs, plus the page's own)."""
+    from imgsearch.query import read_cursor
+
+    params = request.query_params
+    text = params.get("q", "").strip()
+    context: dict[str, Any] = {"q": text, "hits": [], "offset": 0, "next_cursor": None}
+    context["next_url"] = None
+    if not (text or params.get("similar") or params.get("example")):
         context["empty"] = "Type what you are looking for, or drop a picture here."
         context["library_count"] = web.searcher.library.count()
         return context
     size = _page_size(request)
+    query = parse_query(request, size)
+    after = read_cursor(query)
+    offset = after[2] if after else 0
     library = web.searcher.library
     with web.lock, library.reading():  # hits and their metadata: one committed state
-        page = paging.page(rank, key, request.query_params.get("cursor"), size)
-        details = library.details(h.id for h in page.items)  # type: ignore[attr-defined]
+        result, asked = _run(web, request, query)
+        details = library.details(h.id for h in result.hits)
+    context.update(result.to_dict(), **asked, offset=offset, query=query.to_json())
     context["hits"] = [
-        hit_json(h, page.offset + i + 1, details.get(h.id))  # type: ignore[arg-type]
-        for i, h in enumerate(page.items)
+        hit_json(h, offset + i + 1, details.get(h.id)) for i, h in enumerate(result.hits)
     ]
-    context["offset"] = page.offset
-    if page.next:
-        more = {**asked, "cursor": page.next}
-        if "size" in request.query_params:
+    context["filters"] = [_chip(text, str(f)) for f in query.filters]
+    if result.cutoff is not None:
+        context["cutoff_text"] = result.cutoff.describe()
+        context["show_more_url"] = "/?" + urlencode({**_asked(params), "cutoff": "none"})
+    if result.next_cursor:
+        more = {**_asked(params), "cursor": result.next_cursor}
+        if "size" in params:
             more["size"] = size
-        context["next"] = page.next
         context["next_url"] = "/search.json?" + urlencode(more)
         context["next_fragment"] = "/?" + urlencode({**more, "fragment": 1})
-    if not context["hits"] and page.offset == 0:
-        context["empty"] = _why_empty(web)
+    if not context["hits"] and offset == 0:
+        context["empty"] = _why_empty(web, query, result)
     return context
 
 
-def _why_empty(web: Web) -> str:
+def _asked(params: Any) -> dict[str, str]:
+    """The parameters that define the ranked list (not its page)."""
+    keys = ("q", "similar", "example", "cutoff")
+    return {k: params[k] for k in keys if params.get(k)}
+
+
+def _chip(text: str, flt: str) -> dict[str, str]:
+    """A parsed filter as a chip; removing it is the same query without that word."""
+    words = [w for w in text.split() if w != flt]
+    return {"filter": flt, "remove_url": "/?" + urlencode({"q": " ".join(words)})}
+
+
+def _why_empty(web: Web, query: Query, result: SearchResult) -> str:
     count = web.searcher.library.count()
     if count == 0:
         return "The library has no photos yet: run  imgsearch index FOLDER  first."
-    floor = web.settings.min_score
+    if result.matched == 0:
+        shown = " ".join(str(f) for f in query.filters)
+        return f"No photo of {count} matches the filters {shown}; remove one to see more."
+    if result.cutoff is not None and result.cutoff.kept == 0:
+        considered = result.cutoff.considered
+        return f"The cutoff kept none of the {considered} best; show more to see them."
+    floor = web.settings.min_score if query.min_score is None else query.min_score
     if floor > -1:
         return f"No photo of {count} scored above min_score {floor}; lower it to see more."
     return f"No photo of {count} matched."
@@ -189,9 +211,7 @@ def photo_context(web: Web, image_id: int) -> dict[str, Any]:
     if image is None:
         raise security.Refused(404, f"no image with id {image_id} in the library")
     try:
-        security.library_file(
-            web.searcher.library, image_id, follow_symlinks=web.settings.follow_symlinks
-        )
+        security.library_file(web.searcher.library, image_id)
         problem = None
     except security.Refused as exc:
         problem = exc.message
@@ -218,9 +238,7 @@ async def photo(request: Request) -> Response:
 
 # ---- files ------------------------------------------------------------------------------------
 def _checked(web: Web, image_id: int) -> ImageDetail:
-    return security.library_file(
-        web.searcher.library, image_id, follow_symlinks=web.settings.follow_symlinks
-    )
+    return security.library_file(web.searcher.library, image_id)
 
 
 async def thumb(request: Request) -> Response:
