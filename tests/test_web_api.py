@@ -15,7 +15,7 @@ from tests.support.web import PER_CLASS, build_shapes_library, make_app
 
 BASE = "http://127.0.0.1:8000"
 CLI_KEYS = {"path", "score", "width", "height", "taken_at"}
-TOTAL = 20 * PER_CLASS
+TOTAL = 20 * (PER_CLASS + 1)  # the PNGs and one JPEG per class
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_search_hits_mirror_the_cli_json_and_rank_like_the_searcher(client, shap
         assert set(h) >= CLI_KEYS
         assert h["photo"] == f"/photo/{h['id']}" and h["file"] == f"/file/{h['id']}"
         assert h["thumb"].startswith(f"/thumb/{h['id']}/256?v=")
-    assert {h["path"] for h in hits[:PER_CLASS]} == shapes.of_class("blue", "square")
+    assert {h["path"] for h in hits[:PER_CLASS]} <= shapes.of_class("blue", "square")
     with Searcher(shapes.path) as s:
         cli = [h.to_dict() for h in s.query("a blue square", k=8)]
     assert [{k: h[k] for k in cli[0] if k != "score"} for h in hits] == [
@@ -230,3 +230,27 @@ def test_searcher_cursor_pages_follow_each_other(shapes):
         second = s.search(parse_text("a circle", k=5, cursor=first.next_cursor))
         third = s.search(parse_text("a circle", k=5, cursor=second.next_cursor))
     assert [h.id for h in first.hits + second.hits + third.hits] == whole
+
+
+def test_filters_narrow_the_results_and_show_as_chips(client, shapes):
+    # in: is a filter main's indexer fills today (ext:, camera: ... wait for the metadata columns)
+    folder = f"in:{shapes.home / 'shapes' / 'jpg'}"
+    data = client.get("/search.json", params={"q": f"a red circle {folder}"}).json()
+    assert data["matched"] == 20
+    assert len(data["hits"]) == 20 and all(h["path"].endswith(".jpg") for h in data["hits"])
+    assert data["hits"][0]["path"] in shapes.of_class("red", "circle")
+    assert data["filters"] == [{"filter": folder, "remove_url": "/?q=a+red+circle"}]
+    wide = client.get("/search.json?" + data["filters"][0]["remove_url"][2:]).json()
+    assert wide["matched"] is None and len(wide["hits"]) == 48
+    outside = f"-in:{shapes.home / 'shapes'}"
+    none = client.get("/search.json", params={"q": f"a red circle {outside}"}).json()
+    assert none["hits"] == [] and none["matched"] == 0
+    assert f"matches the filters {outside}" in none["empty"]
+
+
+def test_a_score_cutoff_says_kept_n_of_m(client):
+    data = client.get("/search.json", params={"q": "a red circle", "cutoff": "0.5"}).json()
+    kept = data["cutoff"]["kept"]
+    assert 0 < kept < TOTAL and all(h["score"] >= 0.5 for h in data["hits"])
+    assert data["cutoff_text"].startswith(f"kept {kept} of ")
+    assert data["show_more_url"] == "/?q=a+red+circle&cutoff=none"

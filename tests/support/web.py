@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PER_CLASS = 6  # 120 pictures: three pages of 48 in the grid
+PER_CLASS = 6  # 120 PNGs + 20 JPEGs (one per class, for ext: filters): three pages of 48
 
 
 @dataclass
@@ -59,6 +59,7 @@ def build_shapes_library(home: Path, model: str, per_class: int = PER_CLASS) -> 
     library = home / "library"
     with isolated_settings(home, home / "cache", library):
         pictures = write_pictures(home / "shapes", per_class=per_class, seed=7)
+        pictures += write_pictures(home / "shapes" / "jpg", per_class=1, seed=11, fmt="jpg")
         index_in_process(home / "shapes", "--model", model)
     return ShapesLibrary(library, pictures, home)
 
