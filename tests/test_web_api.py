@@ -239,8 +239,8 @@ def test_filters_narrow_the_results_and_show_as_chips(client, shapes):
     assert data["matched"] == 20
     assert len(data["hits"]) == 20 and all(h["path"].endswith(".jpg") for h in data["hits"])
     assert data["hits"][0]["path"] in shapes.of_class("red", "circle")
-    assert data["filters"] == [{"filter": folder, "remove_url": "/?q=a+red+circle"}]
-    wide = client.get("/search.json?" + data["filters"][0]["remove_url"][2:]).json()
+    assert data["chips"] == [{"filter": folder, "remove_url": "/?q=a+red+circle"}]
+    wide = client.get("/search.json?" + data["chips"][0]["remove_url"][2:]).json()
     assert wide["matched"] is None and len(wide["hits"]) == 48
     outside = f"-in:{shapes.home / 'shapes'}"
     none = client.get("/search.json", params={"q": f"a red circle {outside}"}).json()

@@ -153,7 +153,7 @@ def search_context(web: Web, request: Request) -> dict[str, Any]:
     context["hits"] = [
         hit_json(h, offset + i + 1, details.get(h.id)) for i, h in enumerate(result.hits)
     ]
-    context["filters"] = [_chip(text, str(f)) for f in query.filters]
+    context["chips"] = [_chip(text, str(f)) for f in query.filters]
     if result.cutoff is not None:
         context["cutoff_text"] = result.cutoff.describe()
         context["show_more_url"] = "/?" + urlencode({**_asked(params), "cutoff": "none"})
