@@ -226,3 +226,24 @@ def test_a_decompression_bomb_upload_is_refused_before_decoding(lib, tmp_path):
         response = upload(c, app, buf.getvalue())
     app.state.web.close()
     assert_json_error(response, 400, "too large: 200x200")
+
+
+def test_an_undecodable_file_name_is_served_and_shown_escaped(
+    run, tiny_model, pictures, isolated_env, tmp_path
+):
+    odd = os.fsdecode(os.path.join(os.fsencode(pictures[0].parent), b"caf\xe9.png"))
+    Path(odd).write_bytes(pictures[0].read_bytes())
+    run("index", pictures[0].parent, "--model", tiny_model)
+    lib = ShapesLibrary(isolated_env, [], isolated_env.parent)
+    image_id = ids(lib)[odd]
+    app = make_app(lib, tmp_path)
+    with client_for(app) as c:
+        data = c.get(f"/photo/{image_id}.json").json()
+        assert data["path"].endswith("caf\\xe9.png") and data["path_bytes"]
+        assert c.get(f"/file/{image_id}").content == pictures[0].read_bytes()
+        assert c.get(f"/thumb/{image_id}/256").status_code == 200
+        hits = c.get("/search.json", params={"similar": image_id - 1 or 2, "size": 200}).json()
+        assert any(h["path"].endswith("caf\\xe9.png") for h in hits["hits"])
+        page = c.get(f"/photo/{image_id}", headers={"accept": "text/html"})
+        assert page.status_code == 200 and "caf\\xe9.png" in page.text
+    app.state.web.close()

@@ -3,14 +3,14 @@
 The JSON is the contract (hits carry the CLI's `--json` keys plus id and URLs); the HTML
 templates get the same dict. Searcher calls run in a worker thread under `Web.lock`.
 
-Seams for the issues in flight (fill them, do not route around them):
-- issue 10: `parse_terms` becomes `query.parse` (filters, cutoff), `_rank` calls
-  `Searcher.search(Query)`; its report ("kept N of M", filter counts) goes into the context's
-  "report" key, rendered by the `filters`, `chips` and `cutoff` blocks of search.html.
-  The duplicates page is a new view here plus templates/duplicates.html (nav block in base.html).
-- issue 11: tags and albums go into `photo_context` ("tags", "albums") and the `tags_albums`
-  block of photo.html; the explain heatmap is the `explain_overlay` block; "add to album" is a
-  POST view guarded by `security.check_post`, its button in the selection bar (`selection_actions`).
+Seams for what has not landed yet (fill them, do not route around them):
+- facets (issue 10): a `facets` view (`/facets.json`) feeding the `filters` block of base.html;
+  the chips, cutoff and left-out roots already come from `SearchResult` (`search_context`).
+- duplicates (issue 10): a `duplicates` view here plus templates/duplicates.html, linked from
+  the `nav` block of base.html; it exports a list and never deletes.
+- tags, albums, explain (issue 11): "tags" and "albums" keys in `photo_context` rendered by the
+  `tags_albums` block of photo.html; the heatmap in its `explain_overlay` block; "add to album"
+  as a POST view guarded by `security.check_post`, its button in the `selection_actions` block.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.paths import display, json_fields
 from imgsearch.web import security
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def hit_json(hit: Hit, rank: int, image: ImageDetail | None) -> dict[str, Any]:
     data = hit.to_dict()
     data.update(id=hit.id, rank=rank, photo=f"/photo/{hit.id}", file=f"/file/{hit.id}")
     data["thumb"] = thumb_url(image, 256) if image else None
-    data["name"] = os.path.basename(hit.path)
+    data["name"] = display(os.path.basename(hit.path))
     return data
 
 
@@ -216,9 +217,10 @@ def photo_context(web: Web, image_id: int) -> dict[str, Any]:
     except security.Refused as exc:
         problem = exc.message
     data = dataclasses.asdict(image)
+    data.update(json_fields(image.path))  # an undecodable name: escaped, exact bytes in base64
     data.update(
-        name=os.path.basename(image.path),
-        folder=os.path.dirname(image.path),
+        name=display(os.path.basename(image.path)),
+        folder=display(os.path.dirname(image.path)),
         thumb=thumb_url(image, 256),
         preview=thumb_url(image, 1440),
         file=f"/file/{image.id}",
@@ -265,7 +267,7 @@ async def original(request: Request) -> Response:
     image = await run_in_threadpool(_checked, web, request.path_params["id"])
     return FileResponse(
         image.path,
-        filename=os.path.basename(image.path),
+        filename=display(os.path.basename(image.path)),
         content_disposition_type="inline",
         headers={"cache-control": "private, no-cache"},
     )
