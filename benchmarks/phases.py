@@ -40,7 +40,10 @@ def _spec(params: dict[str, Any]) -> Any:
 # ---- phases (each in its own process) ---------------------------------------------------------
 @phase
 def encode(params: dict[str, Any]) -> dict[str, Any]:
-    """Model ceiling: Encoder.embed_pixels on random uint8 batches at the indexer's batch size."""
+    """Model ceiling: embed_pixels on random uint8 batches at the indexer's batch size, with
+    the runtime `params["runtime"]` (torch, or onnx: the ONNX export, made here if missing)."""
+    if params.get("runtime") == "onnx":
+        return _encode_onnx(params)
     import torch
 
     from imgsearch.encoder import load_encoder
@@ -57,6 +60,46 @@ def encode(params: dict[str, Any]) -> dict[str, Any]:
         "workers": settings.workers or (os.cpu_count() or 1),
         "model_spec": encoder.spec.to_json(),
     }
+
+
+def _encode_onnx(params: dict[str, Any]) -> dict[str, Any]:
+    from imgsearch import config
+    from imgsearch.runtime import load_image_encoder
+
+    settings = config.replace(_settings(), runtime="onnx", device="cpu")
+    t0 = time.perf_counter()
+    encoder = load_image_encoder(throughput.MODEL, throughput.WEIGHTS, settings)
+    if type(encoder).__name__ != "OnnxImageEncoder":
+        raise RuntimeError(f"{throughput.MODEL}: the ONNX image export failed")
+    load_s = time.perf_counter() - t0
+    rate = throughput.encode_rate(encoder, settings.batch_size, seconds=params["seconds"])
+    return {"encode_img_s": rate, "onnx_load_s": load_s, "onnx_precision": encoder.precision}
+
+
+@phase
+def onnx_fidelity(params: dict[str, Any]) -> dict[str, Any]:
+    """ONNX vs torch image vectors of the same decoded photos: min cosine, top-10 agreement."""
+    import numpy as np
+
+    from imgsearch import exports, imageonnx
+    from imgsearch.encoder import load_encoder
+    from indexer.decode import Decoded, decode
+
+    torch_enc = load_encoder(throughput.MODEL, throughput.WEIGHTS, "cpu")
+    folder = exports.image_export_dir(throughput.MODEL, throughput.WEIGHTS)
+    exports.export_image_encoder(folder, torch_enc)
+    onnx_enc = imageonnx.OnnxImageEncoder(folder)
+    spec, max_pixels = torch_enc.spec.preprocess, _settings().max_pixels
+    ref, got = [], []
+    paths = params["paths"]
+    for start in range(0, len(paths), 32):
+        items = [decode(p, spec, max_pixels=max_pixels) for p in paths[start : start + 32]]
+        pixels = np.stack([i.pixels for i in items if isinstance(i, Decoded)])
+        ref.append(torch_enc.embed_pixels(pixels))
+        got.append(onnx_enc.embed_pixels(pixels))
+    cos, same_top = imageonnx.compare(np.concatenate(ref), np.concatenate(got))
+    return {"onnx_image_cosine_min": cos, "onnx_image_top10_same": same_top,
+            "onnx_fidelity_images": int(sum(len(r) for r in ref))}  # fmt: skip
 
 
 @phase

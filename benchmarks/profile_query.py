@@ -51,7 +51,7 @@ def main(library: str, text: str) -> dict[str, float]:
     s = settings
     from imgsearch.vectors import IndexParams
 
-    searcher.library.vector_index(IndexParams.from_settings(s))
+    searcher.library.ann.current(IndexParams.from_settings(s))
     mark("load_faiss_index")
     hits = searcher.search(vector)
     mark("search")

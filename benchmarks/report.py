@@ -10,6 +10,7 @@ from typing import Any
 TARGETS: dict[str, tuple[str, float]] = {
     "index_efficiency": (">=", 0.95),
     "index_12mp_efficiency": (">=", 0.9),
+    "onnx_image_cosine_min": (">=", 0.9999),
     "decode_psnr_db_median": (">=", 35.0),
     "decode_psnr_db_min": (">=", 30.0),
     "query_warm_p50_ms": ("<=", 60.0),
@@ -25,6 +26,8 @@ ROWS = (
     ("machine", "cpu", "cpu_count", "device", "precision", "model", "date", "quick"),
     ("loadavg_start", "loadavg_end"),
     ("torch_threads", "batch_size", "workers", "search_threads"),
+    ("runtime", "encode_img_s_torch", "encode_img_s_onnx", "onnx_load_s"),
+    ("onnx_image_cosine_min", "onnx_image_top10_same", "onnx_fidelity_images"),
     ("encode_img_s", "encode_img_s_after_index", "decode_img_s", "index_img_s", "index_efficiency"),
     ("index_images", "index_wall_s", "index_reported_s", "index_fixed_s"),
     ("index_steady_img_s", "index_steady_efficiency"),

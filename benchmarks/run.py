@@ -301,13 +301,28 @@ def main(argv: list[str] | None = None) -> int:
         enc = run_phase("encode", seconds=plan.encode_seconds)
         r["_model_spec"] = enc.pop("model_spec")
         r.update(enc)
-        log(f"encode {enc['encode_img_s']:.1f} img/s on {enc['device']}")
+        r["encode_img_s_torch"] = enc["encode_img_s"]
+        log(f"encode (torch) {enc['encode_img_s']:.1f} img/s on {enc['device']}")
+        from imgsearch import config, runtime  # no torch: decides as `imgsearch index` does
+
+        r["runtime"] = runtime.choose(config.resolve())
+        if r["runtime"] == "onnx" or enc["device"] == "cpu":
+            onnx = run_phase("encode", seconds=plan.encode_seconds, runtime="onnx")
+            r["encode_img_s_onnx"] = onnx["encode_img_s"]
+            r["onnx_load_s"] = onnx["onnx_load_s"]
+            log(f"encode (onnx) {onnx['encode_img_s']:.1f} img/s")
+            fid = run_phase("onnx_fidelity", paths=[str(p) for p in main_set])
+            r.update(fid)
+            log(f"onnx vs torch: min cosine {fid['onnx_image_cosine_min']:.6f}")
+        # the index runs use r["runtime"]: their efficiency is against that runtime's ceiling
+        r["encode_img_s"] = r[f"encode_img_s_{r['runtime']}"]
         if "index" not in skip:
             sweep = tuple(int(w) for w in args.workers_sweep.split(",") if w)
             measure_indexing(plan, main_set, folder, mp12, scratch, r, sweep)
             # The ceiling again: a shared VM's speed drifts by 10-20 % within minutes, and
             # the efficiency keys divide by a ceiling measured a few minutes earlier.
-            after = run_phase("encode", seconds=plan.encode_seconds)["encode_img_s"]
+            after = run_phase("encode", seconds=plan.encode_seconds, runtime=r["runtime"])
+            after = after["encode_img_s"]
             r["encode_img_s_after_index"] = after
             log(f"encode after indexing {after:.1f} img/s")
         if "psnr" not in skip:

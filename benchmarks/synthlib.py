@@ -1,7 +1,7 @@
 """Libraries filled through the library's own storage path without embedding every image.
 
 `synthetic_library`: N clustered vectors (benchmarks.synth) stored with Library.store, the FAISS
-file saved with Library.save_vector_index and the text encoder exported as `imgsearch index`
+file saved with Library.ann.save and the text encoder exported as `imgsearch index`
 does, so queries take exactly the path they take on a real library of that size.
 
 `seed_library`: the rows a first `imgsearch index TREE` would have written for a real tree
@@ -87,7 +87,7 @@ def synthetic_library(
                 for i in range(start, min(n, start + STORE_BATCH))
             ]
             lib.store(records, [])
-        lib.save_vector_index(_index_params(settings))
+        lib.ann.save(_index_params(settings))
         textonnx.export_text_encoder(encoder.model, encoder.tokenizer, path / TEXT_ENCODER_DIR)
     return path
 
@@ -121,5 +121,5 @@ def seed_library(path: Path, tree: Path, spec: ModelSpec, settings: Settings) ->
                 ],
                 [],
             )
-        lib.save_vector_index(_index_params(settings))
+        lib.ann.save(_index_params(settings))
     return len(entries)

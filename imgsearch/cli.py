@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,9 +18,20 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.output import echo, human_bytes, render_hits, render_rows, warn
 from imgsearch.paths import display
 
+# What Ctrl-C leaves behind, per command; the others had nothing to keep.
+INTERRUPTED = {
+    "index": "interrupted: batches already stored are kept; run the same command to continue",
+}
+
 
 class Group(click.Group):
     """Turns every ImgsearchError into one clean message and exit status 1; nothing else leaks."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)  # bare `imgsearch`: help on stdout, 0
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         from imgsearch.query import QueryError
@@ -31,7 +43,7 @@ class Group(click.Group):
         except ImgsearchError as err:
             raise click.ClickException(str(err)) from err
         except KeyboardInterrupt:
-            warn("interrupted: batches already stored are kept; run the same command to continue")
+            warn(INTERRUPTED.get(ctx.invoked_subcommand or "", "interrupted"))
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -42,6 +54,25 @@ class Group(click.Group):
                 f"unexpected error: {type(err).__name__}: {err} (run with -v for details, and "
                 f"please report it)"
             ) from err
+
+
+class _StderrLog(logging.Handler):
+    """Log records as `imgsearch: message` lines on stderr (the current one, so CliRunner sees
+    them too), above the progress bar while `index` shows one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("imgsearch: %(message)s"))
+        self.say: Callable[[str], None] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            (self.say or warn)(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+_LOG = _StderrLog()
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,9 +95,10 @@ def cli(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
       imgsearch query dog + beach - people --json
       imgsearch similar ~/Pictures/cat.jpg
     """
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="imgsearch: %(message)s"
-    )
+    root = logging.getLogger()
+    if _LOG not in root.handlers:
+        root.addHandler(_LOG)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
     ctx.obj = {"config_file": config_file, "verbose": verbose}
 
 
@@ -74,7 +106,7 @@ def library_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--library",
         "library",
-        type=click.Path(file_okay=False),
+        type=click.Path(),  # a file here is refused in config.resolve, whichever layer set it
         help="Library folder (env IMGSEARCH_LIBRARY; default: XDG data dir).",
     )(fn)
 
@@ -83,20 +115,49 @@ def settings_from(ctx: click.Context, **flags: Any) -> config_mod.Settings:
     return config_mod.resolve(ctx.obj["config_file"], overrides=flags)
 
 
+# The output formats of every command that lists hits: (flags, format, help), in --help order.
+OUTPUT_FORMATS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("--json",), "json", "Print a JSON array of hits."),
+    (("--paths",), "paths", "Print exact paths only, one per line."),
+    (("-0", "--null"), "null", "Print exact paths, each ended by a NUL byte (for xargs -0)."),
+)
+
+
+def _pick_format(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """Store the chosen output format as `fmt`; two different ones are a usage error."""
+    ctx.params.setdefault("fmt", None)
+    if not value or param.name is None:
+        return
+    chosen = param.name.removeprefix("fmt_")
+    if ctx.params["fmt"] not in (None, chosen):
+        flags = {fmt: flags[-1] for flags, fmt, _ in OUTPUT_FORMATS}
+        raise click.UsageError(
+            f"{flags[ctx.params['fmt']]} and {flags[chosen]} cannot be used together; pick one",
+            ctx,
+        )
+    ctx.params["fmt"] = chosen
+
+
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--json / --paths / --null, the same on every command that lists hits."""
-    fn = click.option(
-        "-0",
-        "--null",
-        "fmt",
-        flag_value="null",
-        help="Print exact paths, each ended by a NUL byte (for xargs -0).",
-    )(fn)
-    fn = click.option(
-        "--paths", "fmt", flag_value="paths", help="Print exact paths only, one per line."
-    )(fn)
-    fn = click.option("--json", "fmt", flag_value="json", help="Print a JSON array of hits.")(fn)
+    """The OUTPUT_FORMATS flags, the same on every command that lists hits (passed on as `fmt`:
+    None for the table); giving two of them is a usage error."""
+    for flags, fmt, text in reversed(OUTPUT_FORMATS):
+        fn = click.option(
+            *flags,
+            f"fmt_{fmt}",
+            is_flag=True,
+            expose_value=False,
+            callback=_pick_format,
+            help=text,
+        )(fn)
     return fn
+
+
+def _help(text: str, key: str) -> str:
+    """Option help with the packaged default of its setting (the option itself defaults to
+    None, so that config files and environment variables still apply)."""
+    value = config_mod.packaged_defaults().get(key)
+    return text if value is None else f"{text}  [default: {value}]"
 
 
 def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -107,11 +168,20 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--in",
         "folder",
-        type=click.Path(file_okay=False),
+        type=click.Path(file_okay=False, exists=True),
         help="Only return images inside this folder.",
     )(fn)
-    fn = click.option("--min-score", type=float, help="Drop hits below this cosine similarity.")(fn)
-    fn = click.option("-k", "--limit", type=click.IntRange(min=1), help="Number of results.")(fn)
+    fn = click.option(
+        "--min-score",
+        type=float,
+        help=_help("Drop hits below this cosine similarity (see README: Scores).", "min_score"),
+    )(fn)
+    fn = click.option(
+        "-k",
+        "--limit",
+        type=click.IntRange(min=1),
+        help=_help("Number of results.", "limit"),
+    )(fn)
     return fn
 
 
@@ -119,15 +189,34 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @library_option
-@click.option("--model", help="open_clip model name, hf-hub:org/repo or local-dir:/path.")
-@click.option("--pretrained", help="Pretrained tag, checkpoint file, or 'none' (random weights).")
-@click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images per model call.")
-@click.option("--workers", type=click.IntRange(min=0), help="Decode processes (0 = one per core).")
+@click.option(
+    "--model",
+    help=_help("open_clip model name, hf-hub:org/repo or local-dir:/path.", "model"),
+)
+@click.option(
+    "--pretrained",
+    help=_help("Pretrained tag, checkpoint file, or 'none' (random weights).", "pretrained"),
+)
+@click.option("--device", help=_help("auto, cpu, cuda, cuda:N or mps.", "device"))
+@click.option(
+    "--runtime",
+    type=click.Choice(config_mod.RUNTIMES),
+    help=_help("Image model runtime: onnx (CPU), torch, or auto (onnx on the CPU).", "runtime"),
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help=_help("Images per model call.", "batch_size"),
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help=_help("Decode processes (0 = one per core).", "workers"),
+)
 @click.option(
     "--decode",
     type=click.Choice(config_mod.DECODE_MODES),
-    help="Decode JPEGs on the cpu, the gpu, or auto (gpu with a CUDA model).",
+    help=_help("Decode JPEGs on the cpu, the gpu, or auto (gpu with a CUDA model).", "decode"),
 )
 @click.option("--wait", is_flag=True, help="Wait for another run on the same library to finish.")
 @click.option(
@@ -135,7 +224,9 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     is_flag=True,
     help="Allow the library inside a photo folder, or in a folder that holds other files.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Only errors: no progress, warnings, skips or summary."
+)
 @click.pass_context
 def index(
     ctx: click.Context,
@@ -144,6 +235,7 @@ def index(
     model: str | None,
     pretrained: str | None,
     device: str | None,
+    runtime: str | None,
     batch_size: int | None,
     workers: int | None,
     decode: str | None,
@@ -167,12 +259,15 @@ def index(
     from indexer import pipeline
     from indexer.roots import check_location, check_new_library_folder
 
+    if quiet and not ctx.obj["verbose"]:
+        logging.getLogger().setLevel(logging.ERROR)
     settings = settings_from(
         ctx,
         library=library,
         model=model,
         pretrained=pretrained,
         device=device,
+        runtime=runtime,
         batch_size=batch_size,
         workers=workers,
         decode=decode,
@@ -181,49 +276,112 @@ def index(
         raise click.UsageError("give the folders to index, e.g.  imgsearch index ~/Pictures")
     check_new_library_folder(str(settings.library_path), allowed=allow_nested)
     check_location(str(settings.library_path), paths, allowed=allow_nested)
+    progress = _progress_bar(quiet)
+    say = progress.write if progress else warn  # messages on their own lines above the bar
+    _LOG.say = say
+    created = _NewLibrary(settings.library_path)
+    if created.fresh:  # a typo in the model name must not leave a library behind
+        from imgsearch.encoder import check_model_name
+
+        check_model_name(settings.model, settings.pretrained)
     lib = Library.open(settings.library_path, create=True)
-    with lib, lib.write_lock(wait=wait):
-        if not paths and not any(r.kind == "root" for r in lib.roots()):
-            raise click.UsageError(
-                f"library {display(str(lib.path))} has no folders yet: imgsearch index PATH"
-            )
-        name, weights = pipeline.choose_model(lib, settings, explicit=bool(model or pretrained))
-        progress = _progress_bar(quiet)
+    try:
+        with lib, lib.write_lock(wait=wait):
+            created.locked = True
+            if not paths and not any(r.kind == "root" for r in lib.roots()):
+                raise click.UsageError(
+                    f"library {display(str(lib.path))} has no folders yet: imgsearch index PATH"
+                )
+            try:
+                name, weights = pipeline.choose_model(
+                    lib, settings, explicit=bool(model or pretrained)
+                )
 
-        def load() -> Any:
-            from imgsearch.encoder import load_encoder
+                def load() -> Any:
+                    from imgsearch.encoder import load_encoder
 
-            if not quiet:
-                warn(f"loading model {name}{' / ' + weights if weights else ''} ...")
-            return load_encoder(name, weights, settings.device)
+                    if not quiet:
+                        say(f"loading model {name}{' / ' + weights if weights else ''} ...")
+                    return load_encoder(name, weights, settings.device)
 
-        try:
-            result = pipeline.run(
-                lib,
-                list(paths),
-                settings,
-                load_encoder=load,
-                model=(name, weights),
-                on_progress=progress.update if progress else None,
-                on_skip=lambda path, reason: warn(f"skipping {display(path)}: {reason}"),
-                on_status=None if quiet else warn,
-                allow_nested=allow_nested,
-            )
-        finally:
-            if progress:
-                progress.close()
-    for old, new in result.renamed:
-        warn(f"{display(old)} is gone; its photos were found under {display(new)} (moved)")
-    for root, count, reason in result.missing:
-        warn(
-            f"folder {display(root)} {reason}: keeping its {count} photos, left out of results "
-            f"until it is back (or: imgsearch forget {display(root)})"
-        )
+                def load_images() -> Any:
+                    from imgsearch import runtime as runtime_mod
+
+                    return runtime_mod.load_image_encoder(
+                        name, weights, settings, on_status=None if quiet else say, on_warning=say
+                    )
+
+                result = pipeline.run(
+                    lib,
+                    list(paths),
+                    settings,
+                    load_encoder=load_images,
+                    load_torch=load,
+                    model=(name, weights),
+                    on_progress=progress.update if progress else None,
+                    on_skip=None
+                    if quiet
+                    else lambda path, reason: say(f"skipping {display(path)}: {reason}"),
+                    on_status=None if quiet else say,
+                    allow_nested=allow_nested,
+                )
+            except BaseException:
+                with contextlib.suppress(ImgsearchError):  # cannot tell: keep it
+                    created.stored = lib.count() > 0
+                raise
+    except BaseException:
+        created.discard_if_empty()
+        raise
+    finally:
+        _LOG.say = None
+        if progress:
+            progress.close()
     if not quiet:
-        warn(_summary(result))
+        for old, new in result.renamed:
+            warn(f"{display(old)} is gone; its photos were found under {display(new)} (moved)")
+        for root, count, reason in result.missing:
+            warn(
+                f"folder {display(root)} {reason}: keeping its {count} photos, left out of "
+                f"results until it is back (or: imgsearch forget {display(root)})"
+            )
+    if not quiet:
+        library_flags = [("--config", ctx.obj["config_file"])]
+        library_flags.append(("--library", settings.library_path if library else None))
+        warn(_summary(result, library_flags))
 
 
-def _summary(result: Any) -> str:
+class _NewLibrary:
+    """A library folder this run creates: a run that fails before storing anything removes
+    what it made, so a typo or an offline model leaves no empty library behind."""
+
+    def __init__(self, path: Any) -> None:
+        from imgsearch.library import DB_NAME
+
+        self.path = path
+        self.fresh = not (path / DB_NAME).exists()
+        self.before = set(os.listdir(path)) if self.fresh and path.is_dir() else None
+        self.locked = False  # only the lock holder may remove (another run may be creating it)
+        self.stored = True
+
+    def discard_if_empty(self) -> None:
+        import shutil
+
+        if not (self.fresh and self.locked) or self.stored:
+            return
+        if self.before is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for name in set(os.listdir(self.path)) - self.before:
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+
+
+def _summary(result: Any, given: Sequence[tuple[str, Any]] = ()) -> str:
+    """The run's one-paragraph report; `given` are the (flag, value) pairs that chose the
+    library, repeated in the hint so that it works when copied."""
     rate = result.embedded / result.embed_seconds if result.embed_seconds > 0 else 0.0
     parts = [
         f"{result.added} added",
@@ -240,25 +398,44 @@ def _summary(result: Any) -> str:
     if result.shared:
         text += f" ({result.shared} byte-identical copies reused a vector)"
     if result.skipped:
+        import shlex
+
         reasons = Counter(reason for _, reason in result.skipped)
         text += "\nskipped: " + "; ".join(f"{n} × {r}" for r, n in reasons.most_common(8))
-        text += "\n(see them all with: imgsearch errors)"
+        where = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value)
+        text += f"\n(see them all with: imgsearch errors{where})"
     return text
 
 
 class _Bar:
-    """tqdm on stderr, only on a terminal."""
+    """tqdm on stderr, only on a terminal. It shows the rate the summary prints (images stored
+    per second since the first batch started, from pipeline.Progress), not tqdm's own."""
 
     def __init__(self) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True, desc="embedding")
+        self.bar = tqdm(
+            unit="img",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            desc="embedding",
+            bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            postfix="waiting for the model",
+        )
 
     def update(self, p: Any) -> None:
         self.bar.total = p.total
         self.bar.n = p.done
-        self.bar.set_postfix(failed=p.failed, refresh=False)
+        if p.total:
+            self.bar.bar_format = (
+                "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+            )
+        rate = p.embedded / p.seconds if p.seconds > 0 else 0.0
+        self.bar.set_postfix_str(f"{rate:.1f} images/s, {p.failed} failed", refresh=False)
         self.bar.refresh()
+
+    def write(self, text: str) -> None:
+        self.bar.write(text, file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()
@@ -276,7 +453,26 @@ def _searcher(ctx: click.Context, library: str | None, **flags: Any) -> Any:
     return Searcher(settings.library_path, settings=settings, one_shot=True)
 
 
-@cli.command()
+class QueryCommand(click.Command):
+    """Keeps `-camera:pixel` (a negated filter) away from click's option parser, which would
+    take `-has:gps` for -h and `-kitchen:...` for -k."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from imgsearch.query import negated_filter_word
+
+        return super().parse_args(
+            ctx, [_NEG + a[1:] if negated_filter_word(a) else a for a in args]
+        )
+
+
+_NEG = "\x1f"  # stands for the leading '-' of a negated filter while click parses
+
+
+def _restore(words: tuple[str, ...]) -> list[str]:
+    return ["-" + w[1:] if w.startswith(_NEG) else w for w in words]
+
+
+@cli.command(cls=QueryCommand)
 @click.argument("terms", nargs=-1)
 @click.option(
     "--image",
@@ -291,8 +487,9 @@ def _searcher(ctx: click.Context, library: str | None, **flags: Any) -> Any:
 @click.option(
     "--templates",
     type=click.Choice(config_mod.TEMPLATE_MODES),
-    help="Prompt templates: none, photo (default) or ensemble.",
+    help=_help("Prompt templates: none, photo or ensemble.", "templates"),
 )
+@click.option("--lang", help="Query language for NLLB models, e.g. kor_Hang (default: auto).")
 @query_options
 @output_options
 @library_option
@@ -303,6 +500,7 @@ def query(
     images: tuple[str, ...],
     minus: tuple[str, ...],
     templates: str | None,
+    lang: str | None,
     limit: int | None,
     min_score: float | None,
     folder: str | None,
@@ -324,32 +522,50 @@ def query(
       imgsearch query --image cat.jpg --minus blurry --paths
       imgsearch query beach after:2021-06 camera:pixel -ext:png
       imgsearch query year:2023 has:gps
+      imgsearch query "빨간 원" --lang kor_Hang
     """
     from imgsearch.query import Filter, Term, parse
 
-    settings = settings_from(ctx, library=library, templates=templates, cutoff=cutoff)
-    q = parse(terms, k=limit, min_score=min_score, templates=templates, cutoff=settings.cutoff)
+    settings = settings_from(ctx, library=library, templates=templates, cutoff=cutoff, lang=lang)
+    q = parse(
+        _restore(terms), k=limit, min_score=min_score, templates=templates, cutoff=settings.cutoff
+    )
     q = q.with_terms(*(Term("image", p) for p in images), *(Term("text", t, -1.0) for t in minus))
     if folder is not None:
         q = replace(q, filters=(*q.filters, Filter("in", (folder,))))
     if not q.terms and not q.filters:
-        raise click.UsageError("give a text to search for, --image FILE or a filter")
-    with _searcher(ctx, library, templates=templates, cutoff=cutoff) as searcher:
+        raise click.UsageError(
+            "give a text to search for, --image FILE or a filter "
+            "(e.g. imgsearch query dog + beach - people)"
+        )
+    with _searcher(ctx, library, templates=templates, cutoff=cutoff, lang=lang) as searcher:
         result = searcher.search(q)
-    _print_result(result, fmt)
+        _print_result(result, fmt, searcher.settings, min_score, q)
 
 
-def _print_result(result: Any, fmt: str | None) -> None:
-    """Hits on stdout; on stderr what the search did: cutoff, empty filters, missing roots."""
+def _print_result(
+    result: Any,
+    fmt: str | None,
+    settings: config_mod.Settings,
+    min_score: float | None,
+    query: Any,
+) -> None:
+    """Hits on stdout; on stderr what the search did: missing roots, the cutoff, and when no
+    hit remains, why (the filters, --min-score)."""
     echo(render_hits(result.hits, fmt or "table"))
     for root, count, reason in result.left_out:
         warn(f"note: {count} photos under {display(root)} are left out: the folder {reason}")
     if result.cutoff is not None:
         warn(result.cutoff.describe())
+    if result.hits:
+        return
     if result.matched == 0:
-        warn("no photos match the filters")
-    elif not result.hits:
-        warn("no results")
+        named = " ".join(display(str(f)) for f in query.filters)
+        warn(f"no results: no photos match {named}")
+        return
+    floor = settings.min_score if min_score is None else min_score
+    why = f": no image scores at least {floor} (lower --min-score)" if floor > -1 else ""
+    warn("no results" + why)
 
 
 @cli.command()
@@ -381,7 +597,7 @@ def similar(
     q = Query(k=limit, min_score=min_score, filters=filters, cutoff=settings.cutoff)
     with _searcher(ctx, library, cutoff=cutoff) as searcher:
         result = searcher.similar_to(file, q)
-    _print_result(result, fmt)
+        _print_result(result, fmt, searcher.settings, min_score, q)
 
 
 # ---- housekeeping -----------------------------------------------------------------------------
@@ -407,6 +623,7 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
     from imgsearch.library import ERROR
 
     settings = settings_from(ctx, library=library)
+    own, model_files = _sizes(settings.library_path)
     with _open_existing(ctx, library) as lib:
         spec = lib.model_spec()
         meta = lib.meta()
@@ -420,7 +637,9 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
             "pretrained": spec.pretrained if spec else None,
             "dim": spec.dim if spec else None,
             "index": "exact" if count <= settings.exact_search_max else "approximate (IVF)",
-            "bytes": lib.disk_bytes(),
+            "bytes": own + model_files,
+            "library_bytes": own,
+            "model_bytes": model_files,
             "created_at": meta.get("created_at"),
             "updated_at": meta.get("updated_at"),
             "last_run": last,
@@ -433,7 +652,8 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
         f"model     {spec.label() + f' ({spec.dim}-d)' if spec else '(none yet)'}",
         f"images    {info['images']} indexed, {info['errors']} failed",
         f"index     {info['index']}",
-        f"size      {human_bytes(info['bytes'])}",
+        f"size      {human_bytes(own)}"
+        + (f", plus {human_bytes(model_files)} of model files" if model_files else ""),
     ]
     if last:
         counts = ", ".join(
@@ -444,6 +664,23 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
             f"last run  {last['finished_at'] or last['started_at']} ({last['status']}): {counts}"
         )
     echo("\n".join(lines))
+
+
+def _sizes(folder: Any) -> tuple[int, int]:
+    """(the library's own bytes, the model files' bytes): the text encoder in text-encoder/ is
+    the same for every library of a model (hard links to one cached copy) and often 100x the
+    rest."""
+    from imgsearch.library import TEXT_ENCODER_DIR
+
+    own = models = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            size = path.stat().st_size
+            if path.relative_to(folder).parts[0] == TEXT_ENCODER_DIR:
+                models += size
+            else:
+                own += size
+    return own, models
 
 
 @cli.command()
@@ -462,6 +699,38 @@ def errors(ctx: click.Context, as_json: bool, library: str | None) -> None:
     with _open_existing(ctx, library) as lib:
         rows = [{**json_fields(p), "reason": r} for p, r in lib.errors()]
     echo(render_rows(rows, "json" if as_json else "table", ["path", "reason"]))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@library_option
+@click.pass_context
+def facets(ctx: click.Context, as_json: bool, library: str | None) -> None:
+    """List cameras, years, months, folders and file types with image counts.
+
+    Each value is what the matching filter takes: camera:, year:, after:, in:, ext:.
+
+    \b
+    Example:
+      imgsearch facets --json
+    """
+    import json
+
+    from imgsearch.filters import facets as read_facets
+
+    with _open_existing(ctx, library) as lib:
+        found = read_facets(lib)
+    if as_json:
+        data = {
+            k: [{"value": display(v), "images": n} for v, n in rows] for k, rows in found.items()
+        }
+        echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    blocks = []
+    for name, rows in found.items():
+        lines = [f"{name.replace('_', ' ')}:"] + [f"  {n:>6}  {display(v)}" for v, n in rows]
+        blocks.append("\n".join(lines if rows else [*lines, "  (none)"]))
+    echo("\n\n".join(blocks))
 
 
 @cli.command()
@@ -549,7 +818,7 @@ def forget(ctx: click.Context, path: str, library: str | None) -> None:
         gone = lib.forget(target, inside)
         if not is_root:
             lib.add_root(target, None, kind="excluded")
-        lib.save_vector_index(IndexParams.from_settings(settings))
+        lib.ann.save(IndexParams.from_settings(settings))
     what = "folder" if is_root else "folder (left out of its root from now on)"
     warn(f"forgot {what} {display(target)}: {gone} images removed from the library")
 
@@ -561,5 +830,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
-from imgsearch import cli_serve  # noqa: E402,F401  (registers commands)
+    # `python -m imgsearch.cli`: run the imported module, whose last lines register the
+    # commands kept in other modules (this __main__ copy would lack them).
+    from imgsearch.cli import main as _main
+
+    _main()
+
+
+from imgsearch import cli_clip, cli_completion, cli_serve  # noqa: E402,F401  (they register commands)

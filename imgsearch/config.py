@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ class Settings:
     model: str
     pretrained: str
     device: str
+    runtime: str
+    onnx_precision: str
     batch_size: int
     decode: str
     workers: int
@@ -39,6 +42,7 @@ class Settings:
     min_score: float
     templates: str
     cutoff: str
+    lang: str
     exact_search_max: int
     ivf_nprobe: int
     ivf_rerank: int
@@ -57,6 +61,8 @@ class Settings:
 
 TEMPLATE_MODES = ("none", "photo", "ensemble")
 DECODE_MODES = ("auto", "cpu", "gpu")
+RUNTIMES = ("auto", "torch", "onnx")
+ONNX_PRECISIONS = ("fp32", "int8")
 
 
 def packaged_config_path() -> Path:
@@ -122,19 +128,55 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: setting '{key}' must be {kind}, got {value!r}") from None
 
 
-def _merge(into: dict[str, Any], layer: Mapping[str, Any], source: str) -> None:
+def _merge(
+    into: dict[str, Any],
+    layer: Mapping[str, Any],
+    source: str,
+    sources: dict[str, str] | None = None,
+) -> None:
+    """Apply one layer; `sources` remembers which layer set each key, for later messages."""
     for key, value in layer.items():
         if key not in _TYPES:
             known = ", ".join(sorted(_TYPES))
             raise ConfigError(f"{source}: unknown setting '{key}' (known settings: {known})")
         into[key] = _coerce(key, value, source)
+        if sources is not None:
+            sources[key] = source
 
 
-def _validate(values: dict[str, Any]) -> None:
+def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) -> None:
+    """Check values across types; a failure names the file, variable or flag that set it."""
+
+    def fail(key: str, problem: str) -> ConfigError:
+        where = (sources or {}).get(key)
+        return ConfigError(
+            f"{where}: setting '{key}' {problem}" if where else f"setting '{key}' {problem}"
+        )
+
     if values["templates"] not in TEMPLATE_MODES:
+        raise fail(
+            "templates", f"must be one of {', '.join(TEMPLATE_MODES)}, got {values['templates']!r}"
+        )
+    if values["runtime"] not in RUNTIMES:
         raise ConfigError(
-            f"setting 'templates' must be one of {', '.join(TEMPLATE_MODES)}, "
-            f"got {values['templates']!r}"
+            f"setting 'runtime' must be one of {', '.join(RUNTIMES)}, got {values['runtime']!r}"
+        )
+    if values["onnx_precision"] not in ONNX_PRECISIONS:
+        raise ConfigError(
+            f"setting 'onnx_precision' must be one of {', '.join(ONNX_PRECISIONS)}, "
+            f"got {values['onnx_precision']!r}"
+        )
+    if values["runtime"] == "onnx" and values["device"] not in ("auto", "cpu"):
+        raise ConfigError(
+            f"setting 'runtime' is onnx, which runs on the CPU, but 'device' is "
+            f"{values['device']!r}; use runtime torch (or auto) for {values['device']}"
+        )
+    from imgsearch.languages import valid_setting
+
+    if not valid_setting(values["lang"]):
+        raise ConfigError(
+            f"setting 'lang' must be auto or a language code such as kor_Hang, "
+            f"got {values['lang']!r}"
         )
     for key in (
         "batch_size",
@@ -147,15 +189,24 @@ def _validate(values: dict[str, Any]) -> None:
         "upload_max_mb",
     ):
         if values[key] < 1:
-            raise ConfigError(f"setting '{key}' must be at least 1, got {values[key]}")
+            raise fail(key, f"must be at least 1, got {values[key]}")
     from imgsearch.query import QueryError, check_cutoff
 
     try:
         check_cutoff(values["cutoff"])
     except QueryError as exc:
-        raise ConfigError(f"setting 'cutoff': {exc}") from None
+        raise fail("cutoff", str(exc)) from None
     if values["workers"] < 0:
-        raise ConfigError(f"setting 'workers' must be 0 (auto) or more, got {values['workers']}")
+        raise fail("workers", f"must be 0 (auto) or more, got {values['workers']}")
+    if values["decode"] not in DECODE_MODES:
+        raise fail("decode", f"must be one of {', '.join(DECODE_MODES)}, got {values['decode']!r}")
+    library = values["library"]
+    if library and Path(library).expanduser().exists() and not Path(library).expanduser().is_dir():
+        raise fail(
+            "library",
+            f"is {library!r}: library path {Path(library).expanduser()} is a file, not a folder; "
+            f"give a folder (it is created when missing)",
+        )
 
 
 def resolve(
@@ -166,8 +217,9 @@ def resolve(
     """Merge the layers into frozen Settings; `overrides` are flags (None values are ignored)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     packaged = packaged_config_path()
-    _merge(values, _read_toml(packaged), str(packaged))
+    _merge(values, _read_toml(packaged), str(packaged), sources)
     missing = set(_TYPES) - set(values)
     if missing:
         raise ConfigError(f"{packaged} lacks settings: {', '.join(sorted(missing))}")
@@ -178,20 +230,32 @@ def resolve(
         path = Path(config_file).expanduser()
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        _merge(values, _read_toml(path), str(path))
+        _merge(values, _read_toml(path), str(path), sources)
     else:
         user = user_config_path()
         if user.is_file():
-            _merge(values, _read_toml(user), str(user))
+            _merge(values, _read_toml(user), str(user), sources)
 
     for key in _TYPES:
         name = ENV_PREFIX + key.upper()
         if name in env:
-            _merge(values, {key: env[name]}, f"environment variable {name}")
+            _merge(values, {key: env[name]}, f"environment variable {name}", sources)
     if overrides:
-        _merge(values, {k: v for k, v in overrides.items() if v is not None}, "command line")
-    _validate(values)
+        flags = {k: v for k, v in overrides.items() if v is not None}
+        _merge(values, flags, "command line", sources)
+        for key in flags:
+            sources[key] = f"command line (--{key.replace('_', '-')})"
+    _validate(values, sources)
     return Settings(**values)
+
+
+@functools.lru_cache(maxsize=1)
+def packaged_defaults() -> dict[str, Any]:
+    """The packaged config.toml's values, for `--help` (a small TOML read; no torch)."""
+    try:
+        return _read_toml(packaged_config_path())
+    except ConfigError:
+        return {}
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

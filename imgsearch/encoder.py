@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import socket
+import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,11 @@ def normalize_model(name: str, pretrained: str) -> tuple[str, str]:
         return f"local-dir:{folder.resolve()}", ""
     if name.startswith("hf-hub:"):
         return name, ""
+    if not pretrained.strip():
+        raise ModelError(
+            f"model {name}: the pretrained setting is empty; give a pretrained tag (e.g. "
+            f"laion2b_s34b_b79k), a checkpoint file, or 'none' for random weights"
+        )
     if pretrained.lower() == RANDOM:
         return name, RANDOM
     looks_like_file = (
@@ -83,6 +89,25 @@ def normalize_model(name: str, pretrained: str) -> tuple[str, str]:
             raise ModelError(f"checkpoint file {path} (from --pretrained) does not exist")
         return name, str(path.resolve())
     return name, pretrained
+
+
+def check_model_name(name: str, pretrained: str) -> None:
+    """Fail now, with the same ModelError as loading would, on a model name open_clip does not
+    know (no weights are read): `index` checks before it creates a library."""
+    name, pretrained = normalize_model(name, pretrained)
+    if name.startswith(SCHEMAS) or name in _config_names():
+        return  # a known architecture; its pretrained tag is checked when it loads
+    _check_name(name, pretrained)  # imports open_clip (seconds) only for a name it lacks
+
+
+def _config_names() -> frozenset[str]:
+    """open_clip's architecture names, read from its model_configs/ folder without importing
+    it (2-4 s with torch), so that the check does not delay decoding that starts before that."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return frozenset(p.stem for f in folders for p in (Path(f) / "model_configs").glob("*.json"))
 
 
 def _hub_host() -> str:
@@ -115,10 +140,12 @@ def _offline_unless_reachable() -> Iterator[bool]:
 
 
 def _offline_message(label: str, cause: BaseException) -> str:
+    lines = str(cause).strip().splitlines()
+    upstream = textwrap.shorten(lines[0] if lines else "", width=200, placeholder=" ...")
     return (
         f"could not load the weights of model {label}: they are downloaded from the Hugging Face "
         f"hub on first use (then cached), which needs network access, and this machine could not "
-        f"get them ({type(cause).__name__}: {str(cause).splitlines()[0][:200]}). Offline, pass a "
+        f"get them ({type(cause).__name__}: {upstream}). Offline, pass a "
         f"local copy: a checkpoint file with --pretrained /path/to/open_clip_model.safetensors "
         f"(.pt/.bin work too), or a folder with open_clip_config.json and the weights via "
         f"--model local-dir:/path/to/folder. Set them once in config.toml to make them the default."
@@ -162,13 +189,50 @@ class Encoder:
             feats = self.model.encode_image(batch.to(self.dtype))
             return _normalize(feats)
 
-    def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Texts -> (N, dim) vectors."""
+    def token_count(self, text: str) -> tuple[int, int] | None:
+        """(tokens with start/end markers, context length), when the tokenizer can tell."""
+        tok = self.tokenizer
+        limit = getattr(tok, "context_length", None)
+        try:
+            if hasattr(tok, "encode") and hasattr(tok, "sot_token_id"):  # open_clip's CLIP BPE
+                return len(tok.encode(text)) + 2, int(limit)
+            inner = getattr(tok, "tokenizer", None)  # open_clip's HFTokenizer
+            if inner is not None and limit:
+                return len(inner(text)["input_ids"]), int(limit)
+        except Exception:  # an unusual tokenizer: no warning rather than a failed query
+            return None
+        return None
+
+    @property
+    def takes_language(self) -> bool:
+        """True when the tokenizer has a source-language token (NLLB): see embed_texts(lang=)."""
+        return hasattr(self.tokenizer, "set_lang_fn")
+
+    def embed_texts(self, texts: Sequence[str], lang: str | None = None) -> npt.NDArray[np.float32]:
+        """Texts -> (N, dim) vectors; `lang` is an NLLB code (kor_Hang), ignored by others."""
         import torch
 
         with torch.inference_mode():
-            tokens = self.tokenizer(list(texts)).to(self.device)
+            tokens = self._tokenize(list(texts), lang).to(self.device)
             return _normalize(self.model.encode_text(tokens))
+
+    def _tokenize(self, texts: list[str], lang: str | None) -> Any:
+        if lang is None or not self.takes_language:
+            return self.tokenizer(texts)
+        hf = self.tokenizer.tokenizer
+        if hf.convert_tokens_to_ids(lang) in (None, hf.unk_token_id):
+            raise ModelError(
+                f"language code {lang!r} is not known to the tokenizer of {self.spec.label()}; "
+                f"NLLB codes look like kor_Hang, eng_Latn, jpn_Jpan (--lang / setting 'lang')"
+            )
+        # open_clip's HFTokenizer.set_language is undone by transformers on each call (it
+        # re-applies src_lang), so the language is switched through src_lang itself.
+        before = hf.src_lang
+        hf.src_lang = lang
+        try:
+            return self.tokenizer(texts)
+        finally:
+            hf.src_lang = before
 
 
 def _normalize(feats: Any) -> npt.NDArray[np.float32]:

@@ -1,8 +1,10 @@
-"""Text-encoder exports, made once per model per machine and linked into each library.
+"""ONNX exports of a model's towers, made once per model per machine in the XDG cache.
 
-An ONNX export of ViT-B-32's text tower takes 15-20 s; it depends only on the model, so it is
-kept in the XDG cache dir and hard-linked (or copied) into every library that uses the model.
-A library folder stays self-contained: it holds its own links to the files.
+An export of ViT-B-32's text tower takes 15-20 s, its image tower 10-25 s; they depend only on
+the model, so they are kept in the XDG cache dir, made under a lock (concurrent runs: one
+exports, the others wait and reuse it) by `cached_export`. The text tower is hard-linked (or
+copied) into every library that uses the model, so a library folder answers queries on its
+own; the image tower is only needed to index, and is used from the cache.
 """
 
 from __future__ import annotations
@@ -20,30 +22,65 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from imgsearch.encoder import Encoder
+    from imgsearch.modelspec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 
-def cache_root() -> Path:
+TEXT = "text-encoders"
+IMAGE = "image-encoders"
+
+
+def cache_root(kind: str = TEXT) -> Path:
     from platformdirs import user_cache_path
 
-    return user_cache_path("imgsearch") / "text-encoders"
+    return user_cache_path("imgsearch") / kind
 
 
 def model_key(encoder: Encoder) -> str:
-    """Identity of the exported weights: model spec plus the weight files' size and mtime."""
+    """Identity of the exported text weights: model spec plus the weight files' size and mtime."""
+    spec = encoder.spec
+    return weights_key(spec.name, spec.pretrained, spec.dim)
+
+
+def weights_key(name: str, pretrained: str, *extra: object) -> str:
+    """Hash of (name, weights, open_clip version, the weight files' size and mtime, extra).
+
+    Needs neither torch nor the model: an index run finds its image export from the library's
+    (or the command line's) model name alone.
+    """
     from importlib.metadata import version
 
-    spec = encoder.spec
-    parts: list[object] = [spec.name, spec.pretrained, spec.dim, version("open_clip_torch")]
-    local = (
-        spec.name[len("local-dir:") :] if spec.name.startswith("local-dir:") else spec.pretrained
-    )
+    parts: list[object] = [name, pretrained, *extra, version("open_clip_torch")]
+    local = name[len("local-dir:") :] if name.startswith("local-dir:") else pretrained
     path = Path(local)
     if local and path.exists():
         files = sorted(path.iterdir()) if path.is_dir() else [path]
         parts += [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:20]
+
+
+def cached_export(
+    cached: Path,
+    complete: Callable[[Path], bool],
+    export: Callable[[Path], object],
+    on_status: Callable[[str], None] | None = None,
+    message: str = "",
+) -> Path:
+    """`cached` holding a complete export, made by `export(cached)` unless one is already there.
+
+    Runs share the cache: the first takes the lock and exports, the others wait for it and
+    find the export complete. Whatever `export` raises is passed on.
+    """
+    if complete(cached):
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(cached.with_name(cached.name + ".lock")):
+        if not complete(cached):
+            if on_status and message:
+                on_status(message)
+            export(cached)
+    return cached
 
 
 def _link_tree(src: Path, dest: Path) -> None:
@@ -93,15 +130,14 @@ def install_text_encoder(
         return "unsupported"
     if textonnx.exported(dest):
         return "ok"
-    cached = cache_root() / model_key(encoder)
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # Runs into different libraries share the cache: one exports, the others wait for it.
-        with _exclusive(cached.with_name(cached.name + ".lock")):
-            if not textonnx.exported(cached):
-                if on_status:
-                    on_status("exporting the text encoder (once per model, for fast queries) ...")
-                textonnx.export_text_encoder(encoder.model, encoder.tokenizer, cached)
+        cached = cached_export(
+            cache_root(TEXT) / model_key(encoder),
+            textonnx.exported,
+            lambda folder: textonnx.export_text_encoder(encoder.model, encoder.tokenizer, folder),
+            on_status,
+            "exporting the text encoder (once per model, for fast queries) ...",
+        )
         _link_tree(cached, dest)
     except NotImplementedError as exc:
         log.info("text encoder not exported (%s); queries will use torch", exc)
@@ -110,3 +146,67 @@ def install_text_encoder(
         log.warning("could not export the text encoder to %s: %s", dest, exc)
         return "failed"
     return "ok" if textonnx.exported(dest) else "failed"
+
+
+def link_cached_text_encoder(dest: Path, spec: ModelSpec) -> bool:
+    """Link an already cached text export into `dest` without loading the model; True if done."""
+    try:
+        from imgsearch import textonnx
+    except ImportError:
+        return False
+    cached = cache_root(TEXT) / weights_key(spec.name, spec.pretrained, spec.dim)
+    if not textonnx.exported(cached):
+        return False
+    try:
+        _link_tree(cached, dest)
+    except OSError as exc:
+        log.warning("could not link the text encoder into %s: %s", dest, exc)
+        return False
+    return textonnx.exported(dest)
+
+
+# ---- the image tower -----------------------------------------------------------------------------
+
+
+def image_export_dir(name: str, pretrained: str, precision: str = "fp32") -> Path:
+    """Where this machine keeps (or will keep) the model's ONNX image encoder."""
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    return cache_root(IMAGE) / (weights_key(name, pretrained) + suffix)
+
+
+def image_unsupported(export_dir: Path) -> str | None:
+    """Why an earlier run could not export this image tower, if one could not (not retried)."""
+    try:
+        return export_dir.with_name(export_dir.name + ".unsupported").read_text().strip()
+    except OSError:
+        return None
+
+
+def export_image_encoder(
+    export_dir: Path,
+    encoder: Encoder,
+    on_status: Callable[[str], None] | None = None,
+    precision: str = "fp32",
+) -> Path:
+    """Make (once, under the cache lock) the ONNX image encoder of a loaded torch Encoder.
+
+    Raises imageonnx.OnnxExportError when the tower cannot be exported faithfully; that is
+    remembered beside the export dir so later runs fall back to torch without trying again.
+    """
+    from imgsearch import imageonnx
+
+    def export(folder: Path) -> None:
+        try:
+            imageonnx.export_image_encoder(encoder, folder, precision=precision)
+        except imageonnx.OnnxExportError as exc:
+            marker = folder.with_name(folder.name + ".unsupported")
+            marker.write_text(str(exc).splitlines()[0][:300] + "\n")
+            raise
+
+    return cached_export(
+        export_dir,
+        imageonnx.exported,
+        export,
+        on_status,
+        "exporting the image encoder (once per model) ...",
+    )

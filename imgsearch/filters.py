@@ -45,9 +45,32 @@ Provider = Callable[["Library", Sequence[str]], "npt.NDArray[np.int64]"]
 _PROVIDERS: dict[str, Provider] = {}
 
 
+# the features that answer them, imported on first use: "module:function(library, name)"
+_FEATURES = {
+    "tag": "imgsearch.clip.tags:ids_with_tag",
+    "album": "imgsearch.clip.albumstore:album_member_ids",
+}
+
+
 def register(key: str, provider: Provider) -> None:
     """Let a feature answer its own filter key (tags answer `tag:`, albums `album:`)."""
     _PROVIDERS[key] = provider
+
+
+def _provider(key: str) -> Provider:
+    """The registered provider, else the built-in feature's: ids having any of the values."""
+    if key in _PROVIDERS:
+        return _PROVIDERS[key]
+    import importlib
+
+    module, _, name = _FEATURES[key].partition(":")
+    one = getattr(importlib.import_module(module), name)
+
+    def any_of(library: Library, values: Sequence[str]) -> npt.NDArray[np.int64]:
+        parts = [np.asarray(one(library, v), dtype=np.int64) for v in values]
+        return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+
+    return any_of
 
 
 def _bounds(value: str, key: str) -> tuple[str, str]:
@@ -151,9 +174,7 @@ def matching_ids(library: Library, filters: Sequence[Filter]) -> npt.NDArray[np.
     with library.snapshot() as cur:
         for flt in filters:
             if flt.key in ("tag", "album"):
-                provider = _PROVIDERS.get(flt.key)
-                if provider is None:
-                    raise QueryError(f"{flt.key}: filters need imgsearch's {flt.key} feature")
+                provider = _provider(flt.key)
                 found = {int(i) for i in provider(library, flt.values)}
                 sets.append((found, flt.negate))
                 continue
@@ -190,3 +211,52 @@ def newest_first(library: Library, ids: npt.NDArray[np.int64] | None) -> list[in
 def folder_key(path: str) -> bytes:
     """The `folder` column of a path."""
     return to_key(os.path.dirname(path))
+
+
+# ---- facets -----------------------------------------------------------------------------------
+FACETS = ("cameras", "years", "months", "folders", "file_types")
+_FACET_SQL = {
+    "cameras": "coalesce(camera_make, '') || char(31) || coalesce(camera_model, '')",
+    "years": "substr(taken_at, 1, 4)",
+    "months": "substr(taken_at, 1, 7)",
+    "folders": "folder",
+    "file_types": "file_type",
+}
+
+
+def facets(library: Library) -> dict[str, list[tuple[str, int]]]:
+    """Each facet's values with image counts, most common first (menus, `imgsearch facets`);
+    values are what the matching filter takes (camera:, year:, in:, ext:)."""
+    from imgsearch.paths import from_key
+
+    out: dict[str, list[tuple[str, int]]] = {}
+    with library.snapshot() as cur:
+        for name in FACETS:
+            expr = _FACET_SQL[name]
+            rows = cur.execute(
+                f"SELECT {expr} AS v, count(*) AS n FROM images WHERE status = 'ok' "
+                f"AND {expr} IS NOT NULL AND {expr} != '' GROUP BY v ORDER BY n DESC, v"
+            ).fetchall()
+            values = [(from_key(v) if isinstance(v, bytes) else str(v), int(n)) for v, n in rows]
+            out[name] = _camera_labels(values) if name == "cameras" else values
+    return out
+
+
+def camera_label(make: str | None, model: str | None) -> str:
+    """ "Canon" + "Canon EOS 40D" -> "Canon EOS 40D"; "Apple" + "iPhone 6" -> "Apple iPhone 6"
+    (makers often repeat their name in the model); camera: matches either part."""
+    make, model = (make or "").strip(), (model or "").strip()
+    first = make.split()[0].lower() if make else ""
+    if not model:
+        return make
+    return model if not first or model.lower().startswith(first) else f"{make} {model}"
+
+
+def _camera_labels(values: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for raw, n in values:
+        make, _, model = raw.partition("\x1f")
+        label = camera_label(make, model)
+        if label:
+            counts[label] = counts.get(label, 0) + n
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))

@@ -24,18 +24,19 @@ import numpy as np
 from imgsearch.errors import LibraryBusyError, LibraryError, ModelError
 from imgsearch.modelspec import ModelSpec
 from imgsearch.paths import display, from_key, prefix_range, to_key
+from imgsearch.photo import METADATA_VERSION, PhotoMeta
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import sqlalchemy as sa
 
-    from imgsearch.vectors import IndexParams, VectorIndex
+    from imgsearch.annindex import DerivedIndex
 
 DB_NAME = "library.db"
 LOCK_NAME = "write.lock"
 TEXT_ENCODER_DIR = "text-encoder"
 # The newest migration in migrations/versions; a test keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 OK, ERROR = "ok", "error"
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class ImageRecord:
     vector: npt.NDArray[np.float32]  # (dim,), L2-normalised
     root_id: int | None = None
     content_hash: str | None = None  # set when a byte-identical copy was confirmed
+    meta: PhotoMeta | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,23 @@ INFO_COLUMNS = (
 )
 
 
+def meta_columns(path: str, meta: PhotoMeta | None) -> dict[str, Any]:
+    """The metadata columns of one row (all None when unknown, e.g. a failed file)."""
+    folder = to_key(os.path.dirname(path))
+    if meta is None:
+        return dict(
+            taken_at_source=None, camera_make=None, camera_model=None, lens=None, latitude=None,
+            longitude=None, altitude=None, orientation=None, file_type=None, folder=folder,
+            meta_version=None,
+        )  # fmt: skip
+    return dict(
+        taken_at_source=meta.taken_at_source, camera_make=meta.camera_make,
+        camera_model=meta.camera_model, lens=meta.lens, latitude=meta.latitude,
+        longitude=meta.longitude, altitude=meta.altitude, orientation=meta.orientation,
+        file_type=meta.file_type, folder=folder, meta_version=METADATA_VERSION,
+    )  # fmt: skip
+
+
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout = 30000")
@@ -182,7 +201,7 @@ def _filesystem_state(path: Path) -> tuple[bool, bool]:
     return read_only, st.f_bavail * st.f_frsize < (1 << 20)
 
 
-def _wrap_db_error(path: Path, exc: BaseException) -> LibraryError:
+def wrap_db_error(path: Path, exc: BaseException) -> LibraryError:
     text = str(getattr(exc, "orig", None) or exc)
     low = text.lower()
     code = getattr(exc, "errno", None)
@@ -218,7 +237,7 @@ class Library:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._lock_fd: int | None = None
-        self._index_cache: tuple[int, IndexParams, VectorIndex] | None = None
+        self._ann: DerivedIndex | None = None
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -248,11 +267,11 @@ class Library:
             raise
         except (sqlite3.Error, OSError) as exc:
             lib.close()
-            raise _wrap_db_error(folder, exc) from exc
+            raise wrap_db_error(folder, exc) from exc
         except Exception as exc:
             lib.close()
             if type(exc).__module__.startswith("sqlalchemy"):
-                raise _wrap_db_error(folder, exc) from exc
+                raise wrap_db_error(folder, exc) from exc
             raise
         return lib
 
@@ -373,7 +392,7 @@ class Library:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise _wrap_db_error(self.path, exc) from exc
+            raise wrap_db_error(self.path, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -635,6 +654,14 @@ class Library:
             return dict(zip([d[0] for d in cur.description], row))
 
     # ---- writes (callers hold write_lock) ------------------------------------------------
+    def writing(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        """A write transaction (callers hold write_lock); database errors say what to do."""
+        return self._writing()
+
+    def set_meta_in(self, conn: sa.Connection, **values: object) -> None:
+        """Library-level facts, inside the caller's write transaction."""
+        self._set_meta(conn, **values)
+
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sa.Connection]:
         import sqlalchemy as sa
@@ -643,7 +670,7 @@ class Library:
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
-            raise _wrap_db_error(self.path, exc) from exc
+            raise wrap_db_error(self.path, exc) from exc
 
     def _bump(self, conn: sa.Connection) -> int:
         """Advance the generation (every write does, in its own transaction); returns it."""
@@ -676,7 +703,7 @@ class Library:
                     taken_at=rec.taken_at, status=OK, error=None,
                     vector=np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes(),
                     indexed_at=stamp, vector_gen=gen, root_id=rec.root_id,
-                    content_hash=rec.content_hash,
+                    content_hash=rec.content_hash, **meta_columns(rec.path, rec.meta),
                 )
                 for rec in done
             ] + [
@@ -684,7 +711,7 @@ class Library:
                     path=to_key(fail.path), size=fail.size, mtime_ns=fail.mtime_ns,
                     fingerprint=None, width=None, height=None, taken_at=None, status=ERROR,
                     error=fail.reason, vector=None, indexed_at=stamp, vector_gen=None,
-                    root_id=fail.root_id, content_hash=None,
+                    root_id=fail.root_id, content_hash=None, **meta_columns(fail.path, None),
                 )
                 for fail in failed
             ]  # fmt: skip
@@ -712,6 +739,28 @@ class Library:
                     .values(path=key, size=size, mtime_ns=mtime_ns, root_id=root_id)
                 )
             self._bump(conn)
+
+    def stale_metadata(self, version: int) -> list[tuple[int, str]]:
+        """(id, path) of indexed rows whose metadata an older reader wrote (or none did)."""
+        with self._snapshot() as cur:
+            rows = cur.execute(
+                "SELECT id, path FROM images WHERE status = ? "
+                "AND (meta_version IS NULL OR meta_version < ?)",
+                (OK, version),
+            ).fetchall()
+        return [(r[0], from_key(r[1])) for r in rows]
+
+    def set_metadata(self, rows: Sequence[tuple[int, str, PhotoMeta]]) -> None:
+        """Store re-read metadata (no vector changes, so no new generation)."""
+        if not rows:
+            return
+        from imgsearch.schema import images
+
+        with self._writing() as conn:
+            for row_id, path, meta in rows:
+                values = meta_columns(path, meta)
+                values.update(width=meta.width, height=meta.height, taken_at=meta.taken_at)
+                conn.execute(images.update().where(images.c.id == row_id).values(**values))
 
     def set_content_hashes(self, hashes: dict[int, str]) -> None:
         """Remember full-content hashes computed to confirm a copy (no generation change)."""
@@ -808,9 +857,18 @@ class Library:
                     (now(),),
                 )
         except sqlite3.Error as exc:
-            raise _wrap_db_error(self.path, exc) from exc
+            raise wrap_db_error(self.path, exc) from exc
 
-    # ---- the derived FAISS index ---------------------------------------------------------
+    # ---- vectors for the derived index --------------------------------------------------
+    @property
+    def ann(self) -> DerivedIndex:
+        """The FAISS index derived from this library's vectors (imgsearch/annindex.py)."""
+        if self._ann is None:
+            from imgsearch.annindex import DerivedIndex
+
+            self._ann = DerivedIndex(self)
+        return self._ann
+
     def vectors_for_ids(
         self, ids: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
@@ -819,114 +877,6 @@ class Library:
         if not parts:
             return _chunk([], int(self.meta().get("dim", "0") or 0))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def vector_index(self, params: IndexParams) -> VectorIndex:
-        """The search index matching SQLite right now: the FAISS file when it is valid, else
-        one derived in memory (a writer saves it with `save_vector_index`)."""
-        from imgsearch import vectors
-
-        with self._snapshot() as cur:
-            meta = self.meta(cur)
-            gen = int(meta.get("generation", "0"))
-            if self._index_cache and self._index_cache[:2] == (gen, params):
-                return self._index_cache[2]
-            index = vectors.load(self.path, meta, cur, params) or self._derive(cur, meta, params)
-        return self._keep(gen, params, index)
-
-    def _keep(self, gen: int, params: IndexParams, index: VectorIndex) -> VectorIndex:
-        """Cache the index of generation `gen`; an IVF index re-ranks with vectors from here."""
-        if index.kind == "ivf":
-            index.fetch = self.vectors_for_ids
-        self._index_cache = (gen, params, index)
-        return index
-
-    def save_vector_index(self, params: IndexParams) -> None:
-        """Bring the FAISS file up to date with SQLite and swap it in atomically (writer only)."""
-        from imgsearch import vectors
-
-        with self._snapshot() as cur:
-            meta = self.meta(cur)
-            gen = int(meta.get("generation", "0"))
-            name = meta.get("faiss_file")
-            n = self.count()
-            wanted = "ivf" if n > params.exact_max else "flat"
-            current = name and meta.get("faiss_generation") == str(gen)
-            if current and meta.get("faiss_kind") == wanted and (self.path / name).is_file():
-                return  # nothing changed since the file was written
-            index = self._derive(cur, meta, params, n)
-        try:
-            name = vectors.save(self.path, index, gen)
-        except OSError as exc:
-            raise _wrap_db_error(self.path, exc) from exc
-        with self._writing() as conn:
-            self._set_meta(
-                conn, faiss_file=name, faiss_generation=gen, faiss_count=index.ntotal,
-                faiss_kind=index.kind, faiss_trained=index.trained_n or "",
-            )  # fmt: skip
-        vectors.remove_stale_files(self.path, keep=name)
-        self._keep(gen, params, index)
-
-    def _derive(
-        self,
-        cur: sqlite3.Cursor,
-        meta: dict[str, str],
-        params: IndexParams,
-        n: int | None = None,
-    ) -> VectorIndex:
-        """The index for SQLite's current state: the saved IVF file updated with the vectors
-        written since it while its lists still suit the size (up to 2x the trained size), else
-        a fresh build (k-means for IVF)."""
-        from imgsearch import vectors
-
-        n = self.count() if n is None else n
-        if n <= params.exact_max:
-            return vectors.build(
-                self.vectors(cur), dim=int(meta.get("dim", "0") or 0), params=params, total=n
-            )
-        updated = self._update_saved(cur, meta, params, n)
-        if updated is not None:
-            return updated
-        # Two passes, so memory holds the k-means sample and the 8-bit codes, never every float
-        # vector (building a 100k library: peak RSS 709 MB holding them all, 418 MB like this).
-        ok = cur.execute("SELECT id FROM images WHERE status = ? ORDER BY id", (OK,)).fetchall()
-        ids = np.fromiter((r[0] for r in ok), dtype=np.int64, count=len(ok))
-        wanted = ids[vectors.sample_positions(n)]
-        sample = np.empty((len(wanted), int(meta.get("dim", "0") or 0)), np.float32)
-        filled = 0
-        for _, mat in self.vectors(cur, only=wanted):
-            sample[filled : filled + len(mat)] = mat
-            filled += len(mat)
-        index = vectors.trained_ivf(sample[:filled], n, params)
-        del sample
-        vectors.update(index, np.empty(0, np.int64), self.vectors(cur, batch=8192))
-        return index
-
-    def _update_saved(
-        self, cur: sqlite3.Cursor, meta: dict[str, str], params: IndexParams, n: int
-    ) -> VectorIndex | None:
-        from imgsearch import vectors
-
-        name, base = meta.get("faiss_file"), meta.get("faiss_generation")
-        trained = int(meta.get("faiss_trained", "") or 0)
-        if not name or base is None or meta.get("faiss_kind") != "ivf" or n > 2 * trained:
-            return None
-        raw = vectors.read(self.path / name, mmap=False)
-        if raw is None or vectors.kind_of(raw) != "ivf" or str(raw.d) != meta.get("dim"):
-            return None
-        index = vectors.VectorIndex(raw, "ivf", params, trained_n=trained)
-        ok = cur.execute("SELECT id FROM images WHERE status = ?", (OK,)).fetchall()
-        ok_ids = np.fromiter((r[0] for r in ok), dtype=np.int64, count=len(ok))
-        changed = cur.execute(
-            "SELECT id FROM images WHERE status = ? AND vector_gen > ?", (OK, int(base))
-        ).fetchall()
-        changed_ids = np.fromiter((r[0] for r in changed), dtype=np.int64, count=len(changed))
-        have = vectors.ids_of(index)
-        remove = np.union1d(np.setdiff1d(have, ok_ids), np.intersect1d(have, changed_ids))
-        vectors.update(index, remove, self.vectors(cur, only=changed_ids))
-        if index.ntotal != n:  # a row the bookkeeping missed: rebuild rather than guess
-            log.warning("FAISS update left %d vectors for %d rows; rebuilding", index.ntotal, n)
-            return None
-        return index
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())

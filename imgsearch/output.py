@@ -34,9 +34,21 @@ def render_hits(hits: Sequence[Hit], fmt: str) -> str | bytes:
     if not hits:
         return ""
     width = len(str(len(hits)))
+    if all(h.score is None for h in hits):  # filters alone: newest first, by capture time
+        lines = [f"{'#':>{width}}  {'taken':<25}  path"]
+        lines += [
+            f"{n:>{width}}  {h.taken_at or '?':<25}  {display(h.path)}"
+            for n, h in enumerate(hits, 1)
+        ]
+        return "\n".join(lines)
     lines = [f"{'#':>{width}}  score   path"]
-    lines += [f"{n:>{width}}  {h.score:6.4f}  {display(h.path)}" for n, h in enumerate(hits, 1)]
+    lines += [f"{n:>{width}}  {_score(h.score)}  {display(h.path)}" for n, h in enumerate(hits, 1)]
     return "\n".join(lines)
+
+
+def _score(score: float | None) -> str:
+    """A hit's score in the table; '-' for a listing by filters alone (newest first)."""
+    return f"{score:6.4f}" if score is not None else "     -"
 
 
 def render_rows(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]) -> str:

@@ -38,7 +38,6 @@ FILTER_KEYS: dict[str, str] = {
     "tag": "has a tag (imgsearch tag): tag:beach",
     "album": "is in a smart album: album:family",
 }
-CUTOFF_POLICIES = ("none", "auto")
 _WEIGHT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*\*\s*(.+)$", re.S)
 _FILTER = re.compile(r"^(-?)([a-z]+):(\S.*)$", re.S)
 
@@ -137,20 +136,26 @@ class Query:
             raise QueryError(f"bad query JSON: {exc}") from exc
 
 
+def negated_filter_word(word: str) -> bool:
+    """True for `-key:value` with a known key (a negated filter, not a command-line option)."""
+    m = _FILTER.match(word)
+    return bool(m and m.group(1) and m.group(2) in FILTER_KEYS)
+
+
 def unknown_key(key: str) -> str:
     known = ", ".join(f"{k}:" for k in FILTER_KEYS)
     return f"unknown filter '{key}:'; known filters: {known} (quote a word to search it as text)"
 
 
 def check_cutoff(value: str) -> None:
-    if value in CUTOFF_POLICIES:
-        return
+    """auto, none or a cosine score, else QueryError (imgsearch.cutoff says why)."""
+    from imgsearch.cutoff import parse_policy
+    from imgsearch.errors import ImgsearchError
+
     try:
-        float(value)
-    except ValueError:
-        raise QueryError(
-            f"cutoff must be auto, none or a score such as 0.25, got {value!r}"
-        ) from None
+        parse_policy(value)
+    except ImgsearchError as exc:
+        raise QueryError(str(exc)) from None
 
 
 @dataclass
@@ -211,6 +216,7 @@ def parse(words: Sequence[str], *, quoted: Sequence[bool] | None = None, **optio
     filters: list[Filter] = []
     sign = 1.0
     pending: list[str] = []
+    typed = quoted is not None  # split_words marked quotes; shell words show them as spaces
     quoted = list(quoted) if quoted is not None else [False] * len(words)
 
     def close() -> None:
@@ -234,7 +240,8 @@ def parse(words: Sequence[str], *, quoted: Sequence[bool] | None = None, **optio
             close()
             sign = 1.0 if word == "+" else -1.0
             continue
-        m = None if was_quoted or any(c.isspace() for c in word) else _FILTER.match(word)
+        spaced = not typed and any(c.isspace() for c in word)
+        m = None if was_quoted or spaced else _FILTER.match(word)
         if m is not None:
             negate, key, value = m.group(1) == "-", m.group(2), m.group(3)
             if key not in FILTER_KEYS:
@@ -249,7 +256,10 @@ def parse(words: Sequence[str], *, quoted: Sequence[bool] | None = None, **optio
             raise QueryError("empty query part; write e.g.  imgsearch query dog + beach - people")
         pending.append(word)
     if words and not quoted[-1] and words[-1] in ("+", "-"):
-        raise QueryError(f"a query cannot end with '{words[-1]}'; write e.g.  dog + beach - people")
+        raise QueryError(
+            f"empty query part after '{words[-1]}'; "
+            f"write e.g.  imgsearch query dog + beach - people"
+        )
     close()
     return Query(terms=tuple(terms), filters=tuple(filters), **options)
 

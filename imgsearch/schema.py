@@ -64,3 +64,49 @@ runs = sa.Table(
     sa.Column("unchanged", sa.Integer),
     sa.Column("status", sa.Text, nullable=False),
 )
+tag_sets = sa.Table(
+    "tag_sets",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("templates", sa.Text, nullable=False),
+    sa.Column("exclusive", sa.Integer, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.Text, nullable=False),
+)
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("tag_set", sa.Text, primary_key=True),
+    sa.Column("image_id", sa.Integer, primary_key=True),
+    sa.Column("label", sa.Text, primary_key=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("prob", sa.Float),
+)
+albums = sa.Table(
+    "albums",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("text", sa.Text),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("weights", sa.LargeBinary, nullable=False),
+    sa.Column("bias", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+)
+album_examples = sa.Table(
+    "album_examples",
+    metadata,
+    sa.Column("album", sa.Text, primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("positive", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+)
+album_members = sa.Table(
+    "album_members",
+    metadata,
+    sa.Column("album", sa.Text, primary_key=True),
+    sa.Column("image_id", sa.Integer, primary_key=True),
+    sa.Column("score", sa.Float, nullable=False),
+)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgsearch import config as config_mod
-from imgsearch import templates
+from imgsearch import languages, templates
+from imgsearch.cutoff import CutoffDecision
 from imgsearch.errors import ImgsearchError
 from imgsearch.library import TEXT_ENCODER_DIR, ImageInfo, Library
 from imgsearch.paths import canonical, display, json_fields
@@ -69,28 +70,13 @@ class Hit:
 
 
 @dataclass(frozen=True)
-class Cutoff:
-    """What the relevance cutoff did: kept `kept` of the `considered` best hits."""
-
-    policy: str
-    threshold: float | None
-    kept: int
-    considered: int
-    method: str = ""
-
-    def describe(self) -> str:
-        at = f" at {self.threshold:.2f}" if self.threshold is not None else ""
-        return f"kept {self.kept} of {self.considered} ({self.policy} cutoff{at})"
-
-
-@dataclass(frozen=True)
 class SearchResult:
     """Hits plus what the search did, for the CLI's stderr line, the API and the web UI."""
 
     hits: list[Hit]
     strategy: str  # exact | ivf | exact-subset | ivf-filtered | newest-first
     matched: int | None = None  # images the filters allow (None: no filter)
-    cutoff: Cutoff | None = None
+    cutoff: CutoffDecision | None = None
     next_cursor: str | None = None
     left_out: list[tuple[str, int, str]] = field(default_factory=list)  # missing roots
 
@@ -122,6 +108,8 @@ class Searcher:
         self.one_shot = one_shot
         self.settings = settings or config_mod.resolve()
         path = Path(library) if library is not None else self.settings.library_path
+        if path.exists() and not path.is_dir():
+            raise ImgsearchError(f"library path {path} is a file, not a folder")
         self.library = Library.open(path)
         spec = self.library.model_spec()
         if spec is None:
@@ -129,6 +117,8 @@ class Searcher:
         self.spec = spec
         self._encoder: Encoder | None = None
         self._text: Any = None
+        self._background: tuple[int, npt.NDArray[np.float32], float | None] | None = None
+        self._measure: Any = None  # text -> (tokens, context length) or None
 
     def close(self) -> None:
         self.library.close()
@@ -153,7 +143,7 @@ class Searcher:
         """Texts through the exported ONNX text tower when present (no torch), else torch."""
         if self._text is None:
             self._text = self._load_text_encoder()
-        return self._text(texts)
+        return languages.embed(self._text, texts, self.settings.lang)
 
     def _load_text_encoder(self) -> Any:
         folder = self.library.path / TEXT_ENCODER_DIR
@@ -164,18 +154,50 @@ class Searcher:
                 if textonnx.exported(folder):
                     onnx = textonnx.OnnxTextEncoder(folder, prepack=not self.one_shot)
                     if onnx.dim == self.spec.dim:
+                        self._measure = onnx.token_count
                         return onnx.embed
             except ImportError:
                 pass
             except Exception as exc:  # a damaged export is not fatal: torch gives the same answer
                 log.warning("ignoring text encoder export %s: %s", folder, exc)
+        self._measure = self.encoder.token_count
         return self.encoder.embed_texts
+
+    def _cut(self, text: str, prompts: Sequence[str]) -> tuple[str, int, int] | None:
+        """(text, tokens, context length) when the text tower (77 tokens for CLIP) cuts it."""
+        counts = [c for c in map(self._measure or (lambda _p: None), prompts) if c is not None]
+        if counts and (worst := max(counts, key=lambda c: c[0]))[0] > worst[1]:
+            return (text if len(text) <= 60 else text[:57] + "...", *worst)
+        return None
+
+    @staticmethod
+    def _warn_cut(cut: Sequence[tuple[str, int, int]]) -> None:
+        """One warning per query, however many of its texts were cut."""
+        if cut:
+            parts = "; ".join(f"{text!r} is {n} tokens long" for text, n, _ in cut)
+            log.warning(
+                "%s with its prompt template, and the model reads only the first %d; the rest "
+                "is ignored (shorten it)",
+                parts,
+                cut[0][2],
+            )
+
+    def _embed_text(
+        self, text: str, mode: str | None
+    ) -> tuple[npt.NDArray[np.float32], tuple[str, int, int] | None]:
+        if not text.strip():
+            raise ImgsearchError("empty query text; give words to search for, e.g. 'a dog'")
+        prompts = templates.expand(text, mode or self.settings.templates)
+        embedded = self._embed_texts(prompts)
+        vec = embedded.mean(axis=0)
+        unit = (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
+        return unit, self._cut(text, prompts)
 
     def embed_text(self, text: str, mode: str | None = None) -> npt.NDArray[np.float32]:
         """One text -> unit vector, averaging the prompt templates of `mode` (CLIP paper)."""
-        prompts = templates.expand(text, mode or self.settings.templates)
-        vec = self._embed_texts(prompts).mean(axis=0)
-        return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
+        vec, cut = self._embed_text(text, mode)
+        self._warn_cut([cut] if cut else [])
+        return vec
 
     def embed_image(self, path: str | os.PathLike[str]) -> npt.NDArray[np.float32]:
         """An image file -> unit vector: the stored one when the file is indexed and unchanged
@@ -187,7 +209,7 @@ class Searcher:
 
         absolute = canonical(path)
         if not os.path.lexists(absolute):
-            raise ImgsearchError(f"{display(absolute)}: no such file")
+            raise ImgsearchError(f"cannot use {display(absolute)} as a query image: no such file")
         result = decode(absolute, self.spec.preprocess, max_pixels=self.settings.max_pixels)
         if isinstance(result, DecodeFailed):
             raise ImgsearchError(
@@ -201,14 +223,18 @@ class Searcher:
         """Weighted sum of the terms' unit vectors, normalised again."""
         if not terms:
             raise ImgsearchError("empty query: give a text, --image FILE or both")
+        if any(t.kind == "text" and not t.value.strip() for t in terms):
+            raise ImgsearchError("empty query text; give words to search for, e.g. 'a dog'")
         total = np.zeros(self.spec.dim, dtype=np.float32)
+        cut = []
         for term in terms:
-            vec = (
-                self.embed_text(term.value, mode)
-                if term.kind == "text"
-                else self.embed_image(term.value)
-            )
+            if term.kind == "text":
+                vec, was_cut = self._embed_text(term.value, mode)
+                cut += [was_cut] if was_cut else []
+            else:
+                vec = self.embed_image(term.value)
             total += term.weight * vec
+        self._warn_cut(cut)
         norm = float(np.linalg.norm(total))
         if norm < 1e-6:
             raise ImgsearchError("the query's parts cancel out; change the weights or drop a part")
@@ -243,7 +269,7 @@ class Searcher:
             allowed, matched, left_out = self._allowed(query.filters)
             if allowed is not None and len(allowed) == 0:
                 return SearchResult([], "empty", matched, None, None, left_out)
-            index = self.library.vector_index(IndexParams.from_settings(s))
+            index = self.library.ann.current(IndexParams.from_settings(s))
             want = seen + k + 1 + len(excluded)
             if query.cutoff == "auto":
                 want = max(want, seen + CUTOFF_WINDOW)
@@ -255,7 +281,8 @@ class Searcher:
                 ranked = self._exact(vector, allowed, want)
                 strategy = "exact-subset"
             ranked = [(i, v) for i, v in ranked if i not in excluded and v >= floor]
-            ranked, cut = self._cut(ranked, query, vector)
+            ranked.sort(key=lambda pair: (-pair[1], pair[0]))  # ties: one order for cursors
+            ranked, cut = self._apply_cutoff(ranked, query, vector)
             if after is not None:
                 ranked = [(i, v) for i, v in ranked if (-v, i) > (-after[0], after[1])]
             page = ranked[:k]
@@ -264,8 +291,7 @@ class Searcher:
         more = len(ranked) > k
         cursor = None
         if more and page:
-            last_id, last_score = page[-1]
-            cursor = make_cursor(query, last_score, last_id, seen + len(page))
+            cursor = make_cursor(query, page[-1][1], page[-1][0], seen + len(page))
         return SearchResult(hits, strategy, matched, cut, cursor, left_out)
 
     def _allowed(
@@ -296,23 +322,41 @@ class Searcher:
         order = np.lexsort((ids, -scores))[:k]
         return [(int(ids[j]), float(scores[j])) for j in order]
 
-    def _cut(
+    def _apply_cutoff(
         self, ranked: list[tuple[int, float]], query: Query, vector: npt.NDArray[np.float32]
-    ) -> tuple[list[tuple[int, float]], Cutoff | None]:
-        """Apply the cutoff policy to the ranked list (the `-k` cap applies after it)."""
-        policy = query.cutoff
-        if policy == "none":
-            return ranked, None
-        if policy == "auto":
-            return self._auto_cut(ranked, vector)
-        threshold = float(policy)
-        kept = [(i, v) for i, v in ranked if v >= threshold]
-        return kept, Cutoff("score", threshold, len(kept), len(ranked), "fixed")
+    ) -> tuple[list[tuple[int, float]], CutoffDecision | None]:
+        """Apply the cutoff policy to the ranked list (the `-k` cap applies after it). `auto`
+        judges the query's best CUTOFF_WINDOW scores against its scores on a random sample of
+        the library and the library's null floor (benchmarks/CUTOFF.md)."""
+        from imgsearch import cutoff
 
-    def _auto_cut(
-        self, ranked: list[tuple[int, float]], vector: npt.NDArray[np.float32]
-    ) -> tuple[list[tuple[int, float]], Cutoff | None]:
-        raise QueryError("the auto cutoff is not available in this build; use a score or none")
+        if query.cutoff == "none":
+            return ranked, None
+        top = np.array([v for _, v in ranked[:CUTOFF_WINDOW]], dtype=np.float64)
+        background, floor = np.empty(0), None
+        if query.cutoff == "auto":
+            sample, floor = self._cutoff_background()
+            background = sample @ vector
+        decision = cutoff.decide(top, background, query.cutoff, null_floor=floor)
+        return ranked[: decision.kept], decision
+
+    def _cutoff_background(self) -> tuple[npt.NDArray[np.float32], float | None]:
+        """A seeded random sample of the library's vectors and its null floor (the NULL_CAPTIONS'
+        best scores on it), cached for the library's generation."""
+        from imgsearch import cutoff
+
+        gen = self.library.generation()
+        if self._background is not None and self._background[0] == gen:
+            return self._background[1], self._background[2]
+        with self.library.snapshot() as cur:
+            ids = np.array([r[0] for r in cur.execute("SELECT id FROM images WHERE status = 'ok'")])
+        rng = np.random.default_rng(0)
+        chosen = np.sort(rng.choice(ids, size=min(len(ids), BACKGROUND_SAMPLE), replace=False))
+        _, sample = self.library.vectors_for_ids(chosen)
+        captions = np.stack([self.embed_text(c, "none") for c in cutoff.NULL_CAPTIONS])
+        floor = cutoff.null_floor((sample @ captions.T).max(axis=1)) if len(sample) else None
+        self._background = (gen, sample, floor)
+        return sample, floor
 
     def _browse(self, query: Query) -> SearchResult:
         """A query of filters only: the matching photos, newest first."""
@@ -357,7 +401,7 @@ class Searcher:
         all_terms += [Term("text", t, -1.0) for t in _as_list(negative)]
         for term in all_terms:
             if term.kind == "text" and not term.value.strip():
-                raise QueryError("empty text in the query")
+                raise QueryError("empty query text; give words to search for")
         if templates_mode is not None and templates_mode not in config_mod.TEMPLATE_MODES:
             raise ImgsearchError(
                 f"unknown templates mode {templates_mode!r}; "
@@ -388,6 +432,12 @@ class Searcher:
         q = Query(k=k, min_score=min_score, filters=typed_filters(folder=folder, **filters))
         return self.similar_to(path, q).hits
 
+    def facets(self) -> dict[str, list[tuple[str, int]]]:
+        """Cameras, years, months, folders and file types with image counts."""
+        from imgsearch.filters import facets
+
+        return facets(self.library)
+
     def similar_to(self, path: str | os.PathLike[str], query: Query) -> SearchResult:
         """`similar` under a whole Query (filters, cutoff, cursor): the CLI and the API."""
         stored = self._stored_vector(path)
@@ -414,6 +464,7 @@ class Searcher:
 
 
 CUTOFF_WINDOW = 200  # hits the auto cutoff looks at
+BACKGROUND_SAMPLE = 2000  # library vectors the auto cutoff compares a query's scores with
 
 
 def typed_filters(**values: Any) -> tuple[Filter, ...]:

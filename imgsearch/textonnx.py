@@ -1,10 +1,15 @@
-"""CLIP text encoder exported to ONNX, so a cold query answers without importing torch.
+"""Text towers exported to ONNX, so a cold query answers without importing torch.
 
 `export_text_encoder` (build time, torch) writes a self-contained folder: an ORT-optimised
 graph, its weights as page-aligned external data (memory-mapped at load, so load time does not
-grow with model size), the BPE merges and, written last, `manifest.json`. `OnnxTextEncoder`
-(query time) needs only onnxruntime + numpy. Because CLIP's text transformer is causal and
-pools at the EOT token, ids are cut to the longest real sequence instead of padded to 77.
+grow with model size), the tokenizer's file (CLIP BPE merges, or a Hugging Face tokenizer.json)
+and, written last, `manifest.json`. `OnnxTextEncoder` (query time) needs only onnxruntime, numpy
+and, for HF tokenizers, the Rust `tokenizers` library. Towers whose pooled output ignores pads
+(EOT pooling behind a causal mask; HF towers with an attention mask) get ids cut to the longest
+real sequence instead of padded to the context length. Graph building: `imgsearch.textgraph`.
+
+Manifest format 2 records the tokenizer (kind, file, clean mode, context length), the graph
+inputs and the pooling; format 1 (CLIP BPE only) keeps loading.
 """
 
 from __future__ import annotations
@@ -26,14 +31,17 @@ from imgsearch.tokenizer import Tokenizer, pad, write_merges
 if TYPE_CHECKING:
     from torch import nn
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 GRAPH = "text_encoder.onnx"
 WEIGHTS = "text_encoder.onnx.data"
 MERGES = "bpe_merges.txt"
+CLIP_BPE = "clip-bpe"
 TOKENIZER_ARGS = ("context_length", "clean", "special_tokens")
 PRECISIONS = ("fp32", "fp16", "int8")
-MIN_COSINE = 0.999  # export self-check: ONNX vs torch fp32, on every probe text
+MIN_COSINE = 0.9999  # export self-check: ONNX vs torch fp32, on every probe text
+TOP_K = 10  # ... and the same top-10 over a fixed random library, per probe
 BATCH = 64
 OPSET = 17
 # Varied probes for the export self-check: short, long (cut at the context length), unicode.
@@ -48,6 +56,9 @@ PROBE_TEXTS = (
     "a very long caption " + "with many repeated words " * 30,
     "sunset over the mountains, golden hour, wide angle",
     "x",
+    "빨간 원",
+    "바닷가의 강아지 사진",
+    "a photo of 빨간 원 and a 🐶",
 )
 
 
@@ -56,7 +67,7 @@ class OnnxExportError(ModelError):
 
 
 def exported(export_dir: Path) -> bool:
-    """True when `export_dir` holds a complete export of this format (manifest written last)."""
+    """True when `export_dir` holds a complete, readable export (manifest written last)."""
     try:
         _read_manifest(Path(export_dir))
     except ModelError:
@@ -71,20 +82,43 @@ def _read_manifest(export_dir: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"no complete text encoder export in {export_dir}: re-index") from exc
-    if manifest.get("format") != FORMAT_VERSION:
+    if manifest.get("format") not in READABLE_FORMATS:
         raise ModelError(
-            f"{path}: export format {manifest.get('format')!r} is not "
-            f"{FORMAT_VERSION}; re-index to re-export the text encoder"
+            f"{path}: export format {manifest.get('format')!r} is not one of "
+            f"{READABLE_FORMATS}; re-index to re-export the text encoder"
         )
     for name, size in manifest.get("files", {}).items():
         file = export_dir / name
         if not file.is_file() or file.stat().st_size != size:
             raise ModelError(f"{file} is missing or truncated; re-index to re-export")
+    return _upgrade(manifest)
+
+
+def _upgrade(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 manifest (CLIP BPE, one input) in the format-2 layout."""
+    if manifest["format"] == 1:
+        manifest = {
+            **manifest,
+            "tower": "clip",
+            "inputs": ["input_ids"],
+            "tokenizer": {"kind": CLIP_BPE, "file": MERGES, **manifest["tokenizer"]},
+        }
     return manifest
 
 
+def _load_tokenizer(folder: Path, cfg: dict[str, Any]) -> Any:
+    """The torch-free tokenizer a manifest's `tokenizer` entry names."""
+    if cfg["kind"] == CLIP_BPE:
+        return Tokenizer(folder / cfg["file"], **{k: cfg[k] for k in TOKENIZER_ARGS})
+    if cfg["kind"] == "hf":
+        from imgsearch import hftokenizer
+
+        return hftokenizer.load(folder, cfg)
+    raise ModelError(f"unknown tokenizer kind {cfg['kind']!r} in {folder / MANIFEST}; re-index")
+
+
 class OnnxTextEncoder:
-    """Query-time text encoder: onnxruntime + numpy only, never torch."""
+    """Query-time text encoder: onnxruntime + numpy (+ `tokenizers`) only, never torch."""
 
     def __init__(self, export_dir: Path, *, threads: int = 1, prepack: bool = False) -> None:
         """prepack=True: ~100 ms slower load, 2-3x faster queries after (long-lived processes)."""
@@ -97,11 +131,12 @@ class OnnxTextEncoder:
         """Load tokenizer and session as `manifest` describes (export's self-check reuses it)."""
         import onnxruntime as ort
 
-        tok = manifest["tokenizer"]
-        self.tokenizer = Tokenizer(export_dir / MERGES, **{k: tok[k] for k in TOKENIZER_ARGS})
+        self.tokenizer = _load_tokenizer(export_dir, manifest["tokenizer"])
         self.dim: int = manifest["dim"]
         self.precision: str = manifest["precision"]
         self.truncate: bool = manifest["truncate"]
+        self.inputs: list[str] = manifest["inputs"]
+        self._mask_pad_id: int = manifest.get("mask_pad_id", 0)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads  # 1 measured fastest for one short query on 2 cores
         opts.inter_op_num_threads = 1
@@ -115,16 +150,48 @@ class OnnxTextEncoder:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load {export_dir / GRAPH}: {exc}; re-index") from exc
 
-    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        """(N, dim) L2-normalised float32 vectors, batched by length to minimise padding."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        rows = self.tokenizer.encode_batch(texts)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    def token_count(self, text: str) -> tuple[int, int] | None:
+        """(tokens with SOT/EOT, context length): more than fits is cut by `embed`; None for
+        HF tokenizers (they cut while encoding, so the length is not known here)."""
+        if not isinstance(self.tokenizer, Tokenizer):
+            return None
+        return len(self.tokenizer.encode(text)) + 2, self.tokenizer.context_length
+
+    @property
+    def takes_language(self) -> bool:
+        """True when the tokenizer has a source-language token (NLLB): see `embed(lang=)`."""
+        return bool(getattr(self.tokenizer, "takes_language", False))
+
+    def _rows(self, texts: list[str], lang: str | None) -> list[list[int]]:
+        if self.takes_language:
+            return self.tokenizer.encode_batch(texts, lang)
+        return self.tokenizer.encode_batch(texts)
+
+    def _pad(self, rows: list[list[int]]) -> npt.NDArray[np.int64]:
         width = None if self.truncate else self.tokenizer.context_length
+        if isinstance(self.tokenizer, Tokenizer):
+            return pad(rows, width)
+        return self.tokenizer.pad(rows, width)
+
+    def feeds(self, ids: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[np.int64]]:
+        """Graph inputs for padded ids: the ids, plus the attention mask HF towers take."""
+        out = {"input_ids": ids}
+        if "attention_mask" in self.inputs:  # what open_clip's HFTextEncoder derives from ids
+            out["attention_mask"] = (ids != self._mask_pad_id).astype(np.int64)
+        return out
+
+    def embed(self, texts: list[str], lang: str | None = None) -> npt.NDArray[np.float32]:
+        """(N, dim) L2-normalised float32 vectors, batched by length to minimise padding.
+
+        `lang`: an NLLB language code (kor_Hang); ignored by tokenizers without one.
+        """
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        rows = self._rows(list(texts), lang)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         for start in range(0, len(order), BATCH):
             chunk = order[start : start + BATCH]
-            ids = pad([rows[i] for i in chunk], width)
-            out[chunk] = self.session.run(None, {"input_ids": ids})[0]
+            ids = self._pad([rows[i] for i in chunk])
+            out[chunk] = self.session.run(None, self.feeds(ids))[0]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
@@ -135,12 +202,16 @@ def export_text_encoder(
     """Write the ONNX text encoder of an open_clip model to `dest_dir`; self-checked vs torch.
 
     Raises NotImplementedError for towers/tokenizers this export cannot reproduce exactly
-    (HF or SigLIP tokenizers, HF text towers, CoCa class tokens, custom attention blocks).
+    (SigLIP's sentencepiece tokenizers without tokenizer.json, CoCa class tokens, custom
+    attention blocks, HF poolers other than mean / CLS).
     """
+    from imgsearch.textgraph import text_graph
+
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
-    tok_cfg = _tokenizer_config(tokenizer)
-    graph, spec = _text_graph(model)
+    kind = _tokenizer_kind(tokenizer)
+    graph, spec = text_graph(model)
+    spec = {**spec, **_logit_params(model)}
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     (dest_dir / MANIFEST).unlink(missing_ok=True)  # from here on the folder is incomplete
@@ -149,27 +220,29 @@ def export_text_encoder(
 
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".export-") as name:
         tmp = Path(name)
-        merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.__getitem__)
-        write_merges((" ".join(m) for m in merges), tmp / MERGES)
-        ours = Tokenizer(tmp / MERGES, **{k: tok_cfg[k] for k in TOKENIZER_ARGS})
+        tok_cfg = _write_tokenizer(kind, tokenizer, tmp)
+        ours = _load_tokenizer(tmp, tok_cfg)
         probes = list(PROBE_TEXTS)
-        if ours.encoder != tokenizer.encoder or not np.array_equal(
-            ours(probes), tokenizer(probes).numpy()
-        ):
+        if not np.array_equal(ours(probes), np.asarray(tokenizer(probes))):
             raise OnnxExportError(f"torch-free tokenizer for {dest_dir} differs from open_clip's")
-        try:
-            raw = _trace(graph, pad(ours.encode_batch(["a photo of a dog", "x"])), tmp)
-            _optimize(_convert(raw, precision), tmp / GRAPH)
-        except Exception as exc:  # torch.onnx / onnxruntime raise many unrelated types
-            raise OnnxExportError(f"ONNX export to {dest_dir} failed: {exc}") from exc
         manifest = {
             "format": FORMAT_VERSION,
             "precision": precision,
-            "files": {n: (tmp / n).stat().st_size for n in (GRAPH, WEIGHTS, MERGES)},
+            "files": {},
             **spec,
             "tokenizer": tok_cfg,
             "versions": _versions(),
         }
+        try:
+            encoder = OnnxTextEncoder.__new__(OnnxTextEncoder)
+            encoder.tokenizer, encoder.truncate, encoder.inputs = ours, True, spec["inputs"]
+            encoder._mask_pad_id = spec.get("mask_pad_id", 0)
+            sample = encoder.feeds(encoder._pad(encoder._rows(["a photo of a dog", "x"], None)))
+            raw = _trace(graph, sample, tmp)
+            _optimize(_convert(raw, precision), tmp / GRAPH)
+        except Exception as exc:  # torch.onnx / onnxruntime raise many unrelated types
+            raise OnnxExportError(f"ONNX export to {dest_dir} failed: {exc}") from exc
+        manifest["files"] = {n: (tmp / n).stat().st_size for n in (GRAPH, WEIGHTS, tok_cfg["file"])}
         manifest["min_probe_cosine"] = _self_check(model, tokenizer, tmp, manifest, dest_dir)
         for file in manifest["files"]:
             os.replace(tmp / file, dest_dir / file)
@@ -178,37 +251,52 @@ def export_text_encoder(
     return dest_dir
 
 
-def _trace(graph: nn.Module, sample: npt.NDArray[np.int64], folder: Path) -> Path:
+def _trace(graph: nn.Module, sample: dict[str, npt.NDArray[np.int64]], folder: Path) -> Path:
     """Legacy TorchScript ONNX export (dynamo needs onnxscript) with dynamic batch and length."""
     import torch
 
     path = folder / "raw.onnx"
+    names = list(sample)
+    axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "seq"} for n in names}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about the dynamic length
         torch.onnx.export(
             graph,
-            (torch.from_numpy(sample),),
+            tuple(torch.from_numpy(sample[n]) for n in names),
             str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=["input_ids"],
+            input_names=names,
             output_names=["text_features"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "text_features": {0: "batch"}},
+            dynamic_axes={**axes, "text_features": {0: "batch"}},
         )
     return path
 
 
-def _tokenizer_config(tokenizer: Any) -> dict[str, Any]:
-    """Settings our Tokenizer needs to match `tokenizer`; NotImplementedError if it cannot."""
+def _tokenizer_kind(tokenizer: Any) -> str:
+    """The kind, clip-bpe or hf; NotImplementedError for tokenizers without a torch-free twin."""
     from open_clip import tokenizer as oc_tok
 
-    if not isinstance(tokenizer, oc_tok.SimpleTokenizer):
-        raise NotImplementedError(
-            f"ONNX text export supports open_clip's SimpleTokenizer (CLIP BPE) only, not "
-            f"{type(tokenizer).__name__}; the torch text encoder will be used"
-        )
-    if tokenizer.reduction_fn is not None:
-        raise NotImplementedError("tokenizers with a reduction_mask are not supported")
+    if isinstance(tokenizer, oc_tok.SimpleTokenizer):
+        if tokenizer.reduction_fn is not None:
+            raise NotImplementedError("tokenizers with a reduction_mask are not supported")
+        return CLIP_BPE
+    if isinstance(tokenizer, oc_tok.HFTokenizer):
+        return "hf"
+    raise NotImplementedError(
+        f"ONNX text export supports open_clip's SimpleTokenizer (CLIP BPE) and HFTokenizer, not "
+        f"{type(tokenizer).__name__}; the torch text encoder will be used"
+    )
+
+
+def _write_tokenizer(kind: str, tokenizer: Any, folder: Path) -> dict[str, Any]:
+    """Write the tokenizer's file into `folder`; return the manifest's `tokenizer` entry."""
+    if kind == "hf":
+        from imgsearch import hftokenizer
+
+        return hftokenizer.describe(tokenizer, folder)
+    from open_clip import tokenizer as oc_tok
+
     cleans = {
         oc_tok._clean_lower: "lower",
         oc_tok._clean_whitespace: "whitespace",
@@ -216,93 +304,21 @@ def _tokenizer_config(tokenizer: Any) -> dict[str, Any]:
     }
     if tokenizer.clean_fn not in cleans:
         raise NotImplementedError(f"unknown tokenizer clean function {tokenizer.clean_fn!r}")
-    return {
+    merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.__getitem__)
+    write_merges((" ".join(m) for m in merges), folder / MERGES)
+    cfg = {
+        "kind": CLIP_BPE,
+        "file": MERGES,
         "context_length": tokenizer.context_length,
         "clean": cleans[tokenizer.clean_fn],
         "special_tokens": [tokenizer.decoder[i] for i in tokenizer.all_special_ids],
         "vocab_size": tokenizer.vocab_size,
     }
-
-
-def _text_graph(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
-    """A float32 CPU module computing encode_text on ids cut to any length, plus its spec."""
-    import copy
-
-    import torch
-    from open_clip.model import CLIP, CustomTextCLIP
-    from open_clip.transformer import ResidualAttentionBlock, TextTransformer
-    from torch import nn
-
-    if isinstance(model, CustomTextCLIP) and isinstance(model.text, TextTransformer):
-        tower, pool, eos_id = model.text, model.text.pool_type, model.text.eos_id
-        if model.text.cls_emb is not None or model.text.use_pad_mask:
-            raise NotImplementedError("text towers with a class token or pad mask (CoCa)")
-    elif isinstance(model, CLIP):
-        tower, pool, eos_id = model, model.text_pool_type, model.text_eos_id
-    else:
-        raise NotImplementedError(
-            f"ONNX text export does not support {type(model).__name__} "
-            "text towers (e.g. Hugging Face); use the torch encoder"
+    if _load_tokenizer(folder, cfg).encoder != tokenizer.encoder:
+        raise OnnxExportError(
+            f"torch-free CLIP BPE vocabulary in {folder} differs from open_clip's"
         )
-    if pool not in ("argmax", "eos"):
-        raise NotImplementedError(f"text pool_type {pool!r} (only 'argmax' and 'eos')")
-    blocks = list(tower.transformer.resblocks)
-    for block in blocks:
-        attn = getattr(block, "attn", None)
-        if not (
-            type(block) is ResidualAttentionBlock
-            and isinstance(attn, nn.MultiheadAttention)
-            and attn._qkv_same_embed_dim
-            and attn.bias_k is None
-            and not attn.add_zero_attn
-        ):
-            raise NotImplementedError(f"text block {type(block).__name__} (custom attention)")
-    causal = tower.attn_mask is not None
-    context = tower.positional_embedding.shape[0]
-
-    class TextGraph(nn.Module):
-        """encode_text re-stated so the sequence axis (mask, positions, reshapes) is dynamic."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.token_embedding = tower.token_embedding
-            self.positional_embedding = tower.positional_embedding
-            self.blocks = nn.ModuleList(blocks)
-            self.ln_final = tower.ln_final
-            self.text_projection = tower.text_projection
-            self.register_buffer("attn_mask", tower.attn_mask, persistent=False)
-
-        def attend(self, attn: nn.MultiheadAttention, x: torch.Tensor, mask: Any) -> torch.Tensor:
-            heads, width = attn.num_heads, attn.embed_dim
-            n, length = x.shape[0], x.shape[1]
-            qkv = nn.functional.linear(x, attn.in_proj_weight, attn.in_proj_bias)
-            q, k, v = qkv.reshape(n, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-            scores = (q * (width // heads) ** -0.5) @ k.transpose(-1, -2)
-            if mask is not None:
-                scores = scores + mask
-            out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(n, length, width)
-            return attn.out_proj(out)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            length = ids.shape[1]
-            x = self.token_embedding(ids) + self.positional_embedding[:length]
-            mask = self.attn_mask[:length, :length] if causal else None
-            for block in self.blocks:
-                x = x + block.ls_1(self.attend(block.attn, block.ln_1(x), mask))
-                x = x + block.ls_2(block.mlp(block.ln_2(x)))
-            idx = ids.argmax(dim=-1) if pool == "argmax" else (ids == eos_id).int().argmax(-1)
-            x = self.ln_final(x[torch.arange(x.shape[0]), idx])  # per-token LN: pool first
-            proj = self.text_projection
-            if proj is None:
-                return x
-            return proj(x) if isinstance(proj, nn.Linear) else x @ proj
-
-    graph = TextGraph().eval()
-    if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in graph.parameters()):
-        graph = copy.deepcopy(graph).float().cpu()
-    with torch.no_grad():
-        dim = graph(torch.tensor([[1, 2]])).shape[1]
-    return graph, {"dim": int(dim), "truncate": causal, "pool": pool, "context": int(context)}
+    return cfg
 
 
 def _convert(raw: Path, precision: str) -> Path:
@@ -343,23 +359,53 @@ def _optimize(src: Path, dest: Path) -> None:
 def _self_check(
     model: nn.Module, tokenizer: Any, export_dir: Path, manifest: dict[str, Any], dest_dir: Path
 ) -> float:
-    """Min cosine between ONNX and torch embeddings on PROBE_TEXTS; raises below MIN_COSINE."""
+    """Min cosine ONNX vs torch on PROBE_TEXTS, plus the same top-10 over a random library."""
     import torch
 
     encoder = OnnxTextEncoder.__new__(OnnxTextEncoder)
     encoder._open(export_dir, manifest, threads=1)
     got = encoder.embed(list(PROBE_TEXTS))
-    device = next(model.parameters()).device
+    reference = _fp32_text_copy(model)
     with torch.no_grad():
-        ids = tokenizer(list(PROBE_TEXTS)).to(device)
-        ref = model.encode_text(ids, normalize=True).float().cpu().numpy()
+        ids = tokenizer(list(PROBE_TEXTS))
+        ref = reference.encode_text(ids, normalize=True).numpy()
     worst = float(np.min(np.sum(got * ref, axis=1)))
+    label = f"ONNX text encoder for {dest_dir} ({manifest['precision']})"
     if worst < MIN_COSINE:
         raise OnnxExportError(
-            f"ONNX text encoder for {dest_dir} ({manifest['precision']}) disagrees with torch: "
-            f"cosine {worst:.5f} < {MIN_COSINE}; use precision='fp32' or the torch encoder"
+            f"{label} disagrees with torch: cosine {worst:.5f} < {MIN_COSINE}; "
+            f"use precision='fp32' or the torch encoder"
         )
+    library = np.random.default_rng(0).standard_normal((1000, ref.shape[1])).astype(np.float32)
+    library /= np.linalg.norm(library, axis=1, keepdims=True)
+    ref_scores = ref @ library.T
+    top_got = np.argsort(-(got @ library.T), axis=1)[:, :TOP_K]
+    top_ref = np.argsort(-ref_scores, axis=1)[:, :TOP_K]
+    rows = np.arange(len(ref))[:, None]
+    # Same ten ids; a swap in order only between ids whose torch scores differ by less than
+    # this probe's vector error (a unit library vector's score can move by that much).
+    error = np.linalg.norm(got - ref, axis=1)[:, None]
+    gap = np.abs(ref_scores[rows, top_got] - ref_scores[rows, top_ref])
+    same_ids = all(set(a) == set(b) for a, b in zip(top_got, top_ref))
+    if not same_ids or ((top_got != top_ref) & (gap > error + 1e-6)).any():
+        raise OnnxExportError(f"{label} ranks a random library differently from torch (top-10)")
     return worst
+
+
+def _fp32_text_copy(model: nn.Module) -> nn.Module:
+    """`model` itself when float32 on CPU, else a float32 CPU copy without its image tower.
+
+    The reference is fp32 whatever the indexing precision (CUDA runs fp16), and copying only the
+    text half keeps a large model's export from doubling its memory.
+    """
+    import copy
+
+    import torch
+
+    if all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters()):
+        return model
+    skip = {id(model.visual): None} if getattr(model, "visual", None) is not None else {}
+    return copy.deepcopy(model, memo=skip).float().cpu().eval()
 
 
 def _versions() -> dict[str, str]:
@@ -373,3 +419,14 @@ def _versions() -> dict[str, str]:
         "open_clip": open_clip.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+
+
+def _logit_params(model: nn.Module) -> dict[str, float]:
+    """exp(logit_scale) and, for SigLIP, logit_bias: zero-shot probabilities need them."""
+    out = {}
+    for name in ("logit_scale", "logit_bias"):
+        value = getattr(model, name, None)
+        if value is not None:
+            value = float(value.detach().float().reshape(-1)[0])
+            out[name] = float(np.exp(value)) if name == "logit_scale" else value
+    return out

@@ -24,7 +24,15 @@ from PIL import Image, UnidentifiedImageError
 from imgsearch.errors import ImgsearchError
 from imgsearch.modelspec import PreprocessSpec
 from indexer.exif import PhotoMeta, read_metadata
-from indexer.walk import describe_file_type, fingerprint_fd, sniff_format, sniff_unsupported
+from indexer.walk import (
+    RAW_EXTENSIONS,
+    describe_file_type,
+    fingerprint_fd,
+    sniff_format,
+    sniff_unsupported,
+)
+
+RAW_REASON = "camera RAW file: not supported (index the camera's JPEG beside it, or export one)"
 
 # JPEG draft: decode at 1/2, 1/4 or 1/8 scale while both sides stay >= DRAFT_FACTOR x the model
 # input side. Measured, model input via draft vs full decode: factor 2 gives PSNR >= 49 dB
@@ -405,6 +413,8 @@ def decode(
     path: str, spec: PreprocessSpec, *, max_pixels: int, draft: bool = True
 ) -> Decoded | DecodeFailed:
     """One file -> Decoded, or DecodeFailed with a specific reason; never raises for bad input."""
+    if is_raw(path):  # TIFF-like inside, but the photo is not in Pillow's reach
+        return DecodeFailed(path, RAW_REASON)
     try:
         loaded = _load(path, max_pixels, draft_target(spec) if draft else None)
         pixels = to_model_input(loaded.image, spec)
@@ -440,6 +450,9 @@ def read_file_metadata(path: str, *, max_pixels: int) -> PhotoMeta | DecodeFaile
         return DecodeFailed(path, exc.reason)
     except Exception as exc:  # read_metadata never raises; opening might, oddly
         return DecodeFailed(path, f"unexpected error: {type(exc).__name__}: {exc}")
+def is_raw(path: str) -> bool:
+    """A camera RAW file by its name (see RAW_REASON)."""
+    return os.path.splitext(path)[1].lower() in RAW_EXTENSIONS
 
 
 def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:

@@ -13,16 +13,15 @@ import math
 import os
 import re
 import warnings
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
 from PIL import ExifTags, Image
 
+from imgsearch.photo import METADATA_VERSION, PhotoMeta
+
 Base, GPS, IFD = ExifTags.Base, ExifTags.GPS, ExifTags.IFD
 
-# Bump when read_metadata learns a field or a fix: the library re-reads rows stored with less.
-METADATA_VERSION = 1
 # Where taken_at came from, best first: the order the capture time is looked for.
 SOURCES = ("DateTimeOriginal", "DateTimeDigitized", "DateTime", "GPS", "PNG", "mtime")
 # (date tag, its UTC offset tag, its sub-second tag)
@@ -36,29 +35,6 @@ _GPS_DATE = re.compile(r"(\d{4})[:-](\d{2})[:-](\d{2})")
 _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
 _FILE_TYPES = {"MPO": "jpeg"}  # a multi-picture JPEG is a JPEG to the user
 MAX_TEXT = 256  # longer make/model/lens strings are garbage, not names
-
-
-@dataclass(frozen=True)
-class PhotoMeta:
-    """What the library stores about a photo besides its vector; None means unknown."""
-
-    taken_at: str | None  # ISO 8601 local time, '.fff' when sub-seconds known, '+HH:MM' offset
-    taken_at_source: str | None  # one of SOURCES
-    camera_make: str | None
-    camera_model: str | None
-    lens: str | None
-    latitude: float | None  # signed decimal degrees, north positive
-    longitude: float | None  # signed decimal degrees, east positive
-    altitude: float | None  # metres above sea level (negative below)
-    orientation: int  # EXIF orientation 1..8 (1 when absent or garbled)
-    width: int  # pixel size as displayed, after orientation
-    height: int
-    file_type: str | None  # from content, lower case: jpeg, heif, avif, png, tiff, webp, ...
-    folder: str  # the directory holding the file, as given
-
-    @property
-    def has_gps(self) -> bool:
-        return self.latitude is not None and self.longitude is not None
 
 
 def parse_exif_datetime(value: object) -> str | None:

@@ -35,6 +35,7 @@ from indexer.decode import (
     _os_reason,
     _resized_geometry,
     decode,
+    is_raw,
 )
 from indexer.exif import PhotoMeta, read_metadata
 
@@ -166,7 +167,7 @@ def prepare(
     path: str, spec: PreprocessSpec, *, max_pixels: int
 ) -> JpegPayload | Decoded | DecodeFailed:
     """Worker side: a JPEG the device can decode -> JpegPayload; any other file -> decode()."""
-    if not device_supported(spec):
+    if not device_supported(spec) or is_raw(path):
         return decode(path, spec, max_pixels=max_pixels)
     try:
         with warnings.catch_warnings():  # Pillow warns about bad EXIF tags: reasons suffice

@@ -28,6 +28,7 @@ def exit_with_run() -> None:
     import threading
     from multiprocessing.connection import wait
 
+    ignore_interrupts()
     run = multiprocessing.parent_process()
     if run is None:
         return
@@ -37,6 +38,12 @@ def exit_with_run() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-run", daemon=True).start()
+
+
+def ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole foreground process group: the run handles it (one message, its
+    pool shut down); a decode process would only print a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def die_with_parent() -> None:

@@ -63,6 +63,9 @@ class IndexResult:
     missing: list[tuple[str, int, str]] = field(default_factory=list)  # (root, images, reason)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (old root, new root)
     shared: int = 0  # byte-identical copies that reused a stored vector
+    metadata: int = 0  # rows whose photo metadata was read again (no embedding)
+    tagged: int = 0  # tags given to them for the label sets the library applies
+    album_added: int = 0  # smart-album memberships they gained
     embedded: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0  # decode + embed + store, after the model loaded
@@ -80,11 +83,14 @@ class IndexResult:
 
 @dataclass(frozen=True)
 class Progress:
-    """Emitted after each stored batch."""
+    """Emitted after each stored batch. `embedded / seconds` is the run's embedding rate, the
+    same figure the summary prints (IndexResult.embedded / embed_seconds)."""
 
     done: int
     total: int
     failed: int
+    embedded: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -309,6 +315,12 @@ def device_decoder(settings: Settings, encoder: Encoder) -> DeviceDecoder | None
     )
     if not wanted:
         return None
+    if settings.decode == "gpu" and not encoder.device.startswith("cuda"):
+        log.warning(
+            "--decode gpu: the model runs on %s and CUDA is not available, so JPEGs are "
+            "decoded with torchvision on the CPU (slower than --decode cpu)",
+            encoder.device,
+        )
     if not gpudecode.device_supported(spec):
         log.warning("GPU decoding does not support this model's preprocessing; decoding on CPU")
         return None
@@ -328,6 +340,7 @@ def run(
     settings: Settings,
     *,
     load_encoder: Callable[[], Encoder],
+    load_torch: Callable[[], Encoder] | None = None,
     model: tuple[str, str] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
@@ -337,8 +350,9 @@ def run(
     """Index `roots` into `library` (caller holds the write lock); no roots: every root the
     library has. New folders become roots of the library.
 
-    `model` = (name, weights) that `load_encoder` loads, when known: decoding can then start
-    while the model loads.
+    `load_encoder` gives the image encoder (torch, or imgsearch.imageonnx's); `load_torch` the
+    torch Encoder the text-tower export needs (default: `load_encoder`). `model` = (name,
+    weights) that they load, when known: decoding can then start while the model loads.
     """
     started, t0 = now(), time.perf_counter()
     result = IndexResult()
@@ -409,9 +423,16 @@ def run(
             )  # fmt: skip
         library.remove(todo.to_remove)
         result.removed = len(todo.to_remove)
-        library.save_vector_index(IndexParams.from_settings(settings))
-        _ensure_text_encoder(library, encoder, load_encoder, on_status)
+        result.metadata = _backfill_metadata(library, settings, on_status)
+
+        library.ann.save(IndexParams.from_settings(settings))
+        _ensure_text_encoder(library, encoder, load_torch or load_encoder, on_status)
         status = "ok"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:
+        status = "failed"  # an error, not an interruption: the run cannot go on as it is
+        raise
     finally:
         result.seconds = time.perf_counter() - t0
         try:
@@ -520,6 +541,13 @@ def _embed_all(
                 result,
             )
         library.store(records, failed)
+        if records:  # tags and smart albums follow new photos, batch by batch (kill-safe)
+            from imgsearch.clip.indexing import update_new
+
+            stored = library.known_files(paths=[r.path for r in records])
+            tagged, joined = update_new(library, [k.id for k in stored.values()])
+            result.tagged += tagged
+            result.album_added += joined
         copies.remember(records)
         for rec in records:
             if is_update[rec.path]:
@@ -532,8 +560,13 @@ def _embed_all(
         pixels.clear()
         payloads.clear()
         failed.clear()
+        result.embed_seconds = time.perf_counter() - started
         if on_progress:
-            on_progress(Progress(done, len(work), len(result.skipped)))
+            on_progress(
+                Progress(
+                    done, len(work), len(result.skipped), result.embedded, result.embed_seconds
+                )
+            )
 
     with stream:
         for item in stream:
@@ -548,7 +581,6 @@ def _embed_all(
                 flush()
     if done_recs or payloads or failed:
         flush()
-    result.embed_seconds = time.perf_counter() - started
     return encoder
 
 
@@ -618,8 +650,13 @@ def _ensure_text_encoder(
     from imgsearch import exports
 
     dest = library.path / TEXT_ENCODER_DIR
-    if exports.installed(dest) or library.model_spec() is None:
+    spec = library.model_spec()
+    if exports.installed(dest) or spec is None:
         return
+    if exports.link_cached_text_encoder(dest, spec):
+        return  # made by an earlier run into another library: no model needed
+    if getattr(encoder, "model", None) is None:
+        encoder = None  # the ONNX image encoder: the text export needs torch's model
     if encoder is None:
         if library.meta().get("text_export") == "unsupported":
             return
@@ -633,8 +670,36 @@ def _record(item: Decoded, vector: np.ndarray, root_id: int | None) -> ImageReco
     return ImageRecord(
         path=item.path, size=item.size, mtime_ns=item.mtime_ns, fingerprint=item.fingerprint,
         width=item.width, height=item.height, taken_at=item.taken_at,
-        vector=np.asarray(vector, dtype=np.float32), root_id=root_id,
+        vector=np.asarray(vector, dtype=np.float32), root_id=root_id, meta=item.meta,
     )  # fmt: skip
+
+
+def _backfill_metadata(
+    library: Library, settings: Settings, on_status: Callable[[str], None] | None
+) -> int:
+    """Read the metadata of rows stored before it was kept (or by an older reader): EXIF only,
+    nothing is decoded to pixels or embedded again. Returns how many rows were updated."""
+    from imgsearch.photo import METADATA_VERSION
+
+    stale = library.stale_metadata(METADATA_VERSION)
+    if not stale:
+        return 0
+    from indexer.decode import DecodeFailed, read_file_metadata
+
+    if on_status:
+        on_status(f"reading photo metadata of {len(stale)} images indexed before it was kept ...")
+    batch: list[tuple[int, str, Any]] = []
+    done = 0
+    for row_id, path in stale:
+        meta = read_file_metadata(path, max_pixels=settings.max_pixels)
+        if not isinstance(meta, DecodeFailed):
+            batch.append((row_id, path, meta))
+        if len(batch) >= 500:
+            library.set_metadata(batch)
+            done += len(batch)
+            batch = []
+    library.set_metadata(batch)
+    return done + len(batch)
 
 
 def _share_copies(

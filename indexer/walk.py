@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from imgsearch.errors import ImgsearchError
 from imgsearch.paths import canonical, display
 
+# Camera RAW files are taken by the walk so that they are counted and reported as unsupported
+# (indexer/decode.py), not silently passed over.
+RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"})
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
     | {".heic", ".heif", ".avif"}
+    | RAW_EXTENSIONS
 )
 
 # Folders that NAS boxes, Windows, Linux and macOS fill with thumbnails or deleted files.

@@ -46,6 +46,14 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return "local-dir:" + str(train_tiny_clip(tmp_path_factory.mktemp("tiny-clip")))
 
 
+@pytest.fixture(scope="session")
+def bilingual_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`local-dir:` spec of the English + Korean tiny CLIP (HF text tower), trained likewise."""
+    from tests.support.bilingual import train_bilingual_clip
+
+    return "local-dir:" + str(train_bilingual_clip(tmp_path_factory.mktemp("bilingual-clip")))
+
+
 @pytest.fixture
 def photos() -> Path:
     if not SHARED_PHOTOS.is_dir():

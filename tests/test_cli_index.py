@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -192,3 +193,172 @@ def test_gpu_decode_path_indexes_like_the_cpu_path(run, tiny_model, tmp_path, ph
     assert set(a) == set(b) == {str(folder / p.name) for p in src}
     for path in a:
         assert float(a[path][1] @ b[path][1]) > 0.999, path
+
+
+# ---- rough edges (issue 8) --------------------------------------------------------------------
+def _noisy_pictures(folder: Path, n: int, size: int = 320) -> None:
+    """Pictures of random noise: slow enough to decode that a run is still going when signalled."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"noise_{i:04d}.png", compress_level=1)
+
+
+def test_ctrl_c_in_a_terminal_prints_one_line_and_no_worker_tracebacks(
+    tiny_model, tmp_path, isolated_env
+):
+    """SIGINT goes to the whole foreground process group, decode workers and forkserver too."""
+    import signal
+    import subprocess
+
+    from tests.support.harness import cli_argv, row_count, wait_until
+
+    _noisy_pictures(tmp_path / "noise", 400)
+    err = tmp_path / "stderr.txt"
+    argv = cli_argv(
+        "index", tmp_path / "noise", "--model", tiny_model, "--workers", "2", "--batch-size", "4"
+    )
+    with err.open("wb") as fe:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=fe, start_new_session=True)
+    try:
+        assert wait_until(lambda: (row_count(isolated_env) or 0) > 0, timeout=120)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    import time
+
+    time.sleep(1.0)  # give any worker that would print a traceback the time to do it
+    text = err.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    lines = [line for line in text.splitlines() if not line.startswith("loading model")]
+    assert lines == [
+        "interrupted: batches already stored are kept; run the same command to continue"
+    ], text
+
+
+def test_progress_bar_and_messages_share_a_terminal(tiny_model, tmp_path, isolated_env):
+    """On a terminal: each message on its own line above the bar, and one rate (bar = summary)."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import subprocess
+    import termios
+
+    from tests.support.harness import cli_argv
+
+    make_pictures(tmp_path / "photos", 40)
+    (tmp_path / "photos" / "junk.jpg").write_bytes(b"not a picture")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 150, 0, 0))  # 150 columns
+    argv = cli_argv("index", tmp_path / "photos", "--model", tiny_model, "--batch-size", "8")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other end closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    text = b"".join(chunks).decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # cursor movement of the bar
+    pieces = [p.strip() for p in re.split(r"[\r\n]", text) if p.strip()]
+    for message in ("loading model", "skipping", "done in"):
+        found = [p for p in pieces if message in p]
+        assert found and all(p.startswith(message) for p in found), (message, pieces)
+    bar_rates = re.findall(r"([0-9.]+) images/s, \d+ failed", text)
+    summary = re.search(r"\(embedding ([0-9.]+) images/s\)", text)
+    assert bar_rates and summary, text
+    assert bar_rates[-1] == summary.group(1), (bar_rates, summary.group(0))
+
+
+def test_failed_index_leaves_no_library_behind(run, tiny_model, tmp_path):
+    library = tmp_path / "new-library"
+    result = run("index", tmp_path / "no-such-folder", "--library", library, code=1)
+    assert "no such file or folder" in result.stderr
+    assert not library.exists()
+    (tmp_path / "pics").mkdir()
+    result = run("index", tmp_path / "pics", "--library", library, "--model", "ViT-Nope-99", code=1)
+    assert "unknown model 'ViT-Nope-99'" in result.stderr
+    assert not library.exists()
+    # a folder the user made beforehand is kept, emptied of what the run wrote
+    library.mkdir()
+    (library / "notes.txt").write_text("mine")
+    run("index", tmp_path / "no-such-folder", "--library", library, code=1)
+    assert sorted(p.name for p in library.iterdir()) == ["notes.txt"]
+
+
+def test_failed_index_is_recorded_as_failed_not_interrupted(run, tiny_model, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model.removeprefix("local-dir:"), model_dir)
+    make_pictures(tmp_path / "photos", 4)
+    run("index", tmp_path / "photos", "--model", f"local-dir:{model_dir}")
+    make_pictures(tmp_path / "photos" / "more", 2, seed=5)
+    shutil.rmtree(model_dir)
+    result = run("index", tmp_path / "photos", code=1)
+    assert "does not exist" in result.stderr
+    info = json.loads(run("stats", "--json").stdout)
+    assert info["last_run"]["status"] == "failed"
+    assert info["images"] == 4  # the library that existed is kept
+
+
+def test_empty_pretrained_is_a_clear_error(run, tmp_path):
+    make_pictures(tmp_path / "photos", 2)
+    result = run("index", tmp_path / "photos", "--model", "ViT-B-32", "--pretrained", "", code=1)
+    assert "pretrained setting is empty" in result.stderr
+    assert "checkpoint file ." not in result.stderr and "not found" not in result.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA warning")
+def test_decode_gpu_without_cuda_warns_and_still_works(run, tiny_model, pictures):
+    result = run("index", pictures[0].parent, "--model", tiny_model, "--decode", "gpu")
+    assert "--decode gpu" in result.stderr and "CUDA is not available" in result.stderr
+    assert "12 added" in result.stderr
+
+
+def test_quiet_prints_only_errors(run, tiny_model, pictures):
+    (pictures[0].parent / "junk.png").write_bytes(b"junk" * 10)
+    args = ("index", pictures[0].parent, "--model", tiny_model, "--decode", "gpu", "-q")
+    assert run(*args).stderr == ""
+    assert "no such file" in run("index", "/no/such/folder", "-q", code=1).stderr
+
+
+def test_errors_hint_keeps_the_library_that_was_used(run, tiny_model, pictures, tmp_path):
+    library = tmp_path / "other library"
+    (pictures[0].parent / "junk.png").write_bytes(b"junk" * 10)
+    result = run("index", pictures[0].parent, "--model", tiny_model, "--library", library)
+    hint = f"(see them all with: imgsearch errors --library '{library}')"
+    assert hint in result.stderr
+    listed = run("errors", "--library", library).stdout  # the hint, followed, works
+    assert "junk.png" in listed
+
+
+def test_jfif_is_indexed_and_raw_files_are_reported_unsupported(run, tiny_model, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "photo.jfif", format="JPEG")
+    raws = ["IMG_0001.CR2", "DSC_0002.nef", "photo.dng", "a.arw", "b.raf", "c.orf", "d.rw2"]
+    for name in raws:  # TIFF inside, as most RAW formats are
+        Image.new("RGB", (40, 30), (10, 10, 200)).save(folder / name, format="TIFF")
+    result = run("index", folder, "--model", tiny_model)
+    assert "1 added" in result.stderr and f"{len(raws)} skipped" in result.stderr
+    assert f"{len(raws)} × camera RAW file: not supported" in result.stderr
+    rows = json.loads(run("errors", "--json").stdout)
+    assert {Path(r["path"]).name for r in rows} == set(raws)
+    assert all("camera RAW file" in r["reason"] for r in rows)
+    assert hits(run("query", "red", "--json"))[0]["path"].endswith("photo.jfif")
+    # reported once: the next run finds them unchanged
+    assert "skipping" not in run("index", folder).stderr

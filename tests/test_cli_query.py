@@ -63,10 +63,8 @@ def test_in_restricts_to_a_folder(run, tiny_model, tmp_path):
     assert {h["path"] for h in found} == {str(p) for p in b}
     # a sibling folder whose name starts the same is not inside
     assert hits(run("query", "x", "--json", "--in", tmp_path / "photos" / "")) != []
-    (tmp_path / "phot").mkdir()
+    (tmp_path / "phot").mkdir()  # a real folder whose path is a prefix of the indexed one
     assert hits(run("query", "x", "--json", "--in", tmp_path / "phot")) == []
-    missing = run("query", "x", "--in", tmp_path / "nope", code=2)
-    assert f"in:{tmp_path / 'nope'}: no such folder" in missing.stderr
 
 
 def test_combined_query_is_the_normalised_weighted_sum(run, indexed):
@@ -145,3 +143,75 @@ def test_query_image_that_is_not_an_image(run, indexed, tmp_path):
     bad.write_text("hello")
     result = run("query", "--image", bad, code=1)
     assert "notes.jpg" in result.stderr and "cannot use" in result.stderr
+
+
+# ---- rough edges (issue 8) --------------------------------------------------------------------
+def test_in_a_missing_folder_is_an_error_naming_it(run, indexed, tmp_path):
+    result = run("query", "x", "--in", tmp_path / "no-such-folder", code=2)
+    assert "no-such-folder" in result.stderr and "does not exist" in result.stderr
+    assert result.stdout == ""
+
+
+def test_no_results_is_said_on_stderr(run, indexed, tmp_path):
+    result = run("query", "x", "--min-score", "1.5")
+    assert result.stdout == ""
+    assert result.stderr.startswith("no results") and "--min-score" in result.stderr
+    result = run("query", "x", "--min-score", "1.5", "--json")
+    assert result.stdout.strip() == "[]" and "no results" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run("query", "x", "--in", tmp_path / "empty", "--paths")
+    assert result.stdout == "" and str(tmp_path / "empty") in result.stderr
+    assert "no results" not in run("query", "x").stderr
+
+
+def test_missing_query_image_says_no_such_file(run, indexed, tmp_path):
+    for args in (["--image", tmp_path / "missing.png"], [f"@{tmp_path / 'missing.png'}"]):
+        result = run("query", *args, code=1)
+        assert "missing.png" in result.stderr and "no such file" in result.stderr
+        assert "disappeared" not in result.stderr
+
+
+@pytest.mark.parametrize("words", [[""], ["   "], ["+"], ["-"], ["dog", "+", ""], []])
+def test_empty_queries_are_the_same_usage_error(run, indexed, words):
+    result = run("query", *words, code=2)
+    assert "give a text to search for" in result.stderr or "empty query part" in result.stderr
+
+
+def test_searcher_refuses_an_empty_text_like_the_cli(run, indexed):
+    from imgsearch.errors import ImgsearchError
+
+    with Searcher() as s:
+        for text in ("", "   ", ["dog", ""]):
+            with pytest.raises(ImgsearchError, match="empty query text"):
+                s.query(text=text)
+        with pytest.raises(ImgsearchError, match="empty query text"):
+            s.query(text="dog", negative="")
+
+
+def test_json_and_paths_cannot_be_combined(run, indexed):
+    for args in (["--json", "--paths"], ["--paths", "--json"]):
+        result = run("query", "x", *args, code=2)
+        assert "--json" in result.stderr and "--paths" in result.stderr
+        assert "cannot be used together" in result.stderr
+    assert hits(run("query", "x", "--json", "--json"))  # the same one twice is fine
+
+
+LONG = " ".join(["a very long description of a red square on a sunny afternoon"] * 10)
+
+
+@pytest.mark.parametrize("mode", ["photo", "ensemble"])
+def test_a_query_longer_than_the_context_warns_once(run, indexed, mode):
+    result = run("query", LONG, "--templates", mode)
+    assert result.stderr.count("tokens long") == 1, result.stderr
+    assert "reads only the first 77" in result.stderr
+    assert "tokens long" not in run("query", "a red square", "--templates", mode).stderr
+    two = run("query", LONG, "+", "green " + LONG, "--templates", mode).stderr
+    assert two.count("reads only the first") == 1 and two.count("tokens long") == 2, two
+
+
+def test_the_torch_text_path_warns_too(run, indexed, caplog):
+    with Searcher() as s:
+        s.embed_image(indexed[0])  # loads the torch model: texts then go through it
+        s.query(text=LONG)
+    warned = [r for r in caplog.records if "tokens long" in r.getMessage()]
+    assert len(warned) == 1

@@ -33,3 +33,20 @@ def test_similar_of_an_unindexed_copy_finds_the_original(run, indexed, tmp_path)
 def test_similar_missing_file(run, indexed, tmp_path):
     result = run("similar", tmp_path / "nope.jpg", code=1)
     assert "nope.jpg" in result.stderr and "no such file" in result.stderr
+
+
+def test_similar_json_and_paths_cannot_be_combined(run, tiny_model, pictures):
+    run("index", pictures[0].parent, "--model", tiny_model)
+    result = run("similar", pictures[0], "--paths", "--json", code=2)
+    assert "cannot be used together" in result.stderr
+
+
+def test_interrupted_similar_says_only_interrupted(run, tiny_model, pictures, monkeypatch):
+    run("index", pictures[0].parent, "--model", tiny_model)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("imgsearch.search.Searcher.similar_to", interrupted)
+    result = run("similar", pictures[0], code=130)
+    assert result.stderr == "interrupted\n"

@@ -37,3 +37,13 @@ def test_errors_lists_broken_files_with_reasons(run, tiny_model, pictures):
 
 def test_stats_without_library(run):
     assert "no library at" in run("stats", code=1).stderr
+
+
+def test_stats_shows_the_library_and_the_model_files_apart(run, tiny_model, pictures):
+    run("index", pictures[0].parent, "--model", tiny_model)
+    info = json.loads(run("stats", "--json").stdout)
+    assert info["model_bytes"] > 0 and info["library_bytes"] > 0
+    assert info["bytes"] == info["library_bytes"] + info["model_bytes"]
+    assert info["model_bytes"] > info["library_bytes"]  # the text encoder dwarfs 12 vectors
+    size = next(line for line in run("stats").stdout.splitlines() if line.startswith("size"))
+    assert "of model files" in size

@@ -27,8 +27,8 @@ def test_offline_download_fails_fast_with_the_way_out(run, pictures):
     assert "ViT-B-32 / laion2b_s34b_b79k" in err and "network access" in err
     assert "--pretrained /path/to/" in err and "local-dir:" in err
     assert len(err.strip().splitlines()) <= 2  # the "loading" line and one paragraph
-    # nothing was stored: the library still has no model and no images
-    assert "0 indexed" in run("stats").stdout
+    # nothing was stored, and the library this run created is not left behind (issue 8)
+    assert "no library at" in run("stats", code=1).stderr
 
 
 def test_unknown_model_name():
@@ -103,3 +103,37 @@ def test_embed_pixels_takes_numpy_or_tensor(tiny_model):
     assert a.shape == (3, 32) and a.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_offline_message_keeps_whole_words():
+    from imgsearch.encoder import _offline_message
+
+    words = [f"word{i:03d}" for i in range(80)]
+    cause = OSError(" ".join(words) + "\nsecond line")
+    text = _offline_message("ViT-B-32 / laion2b_s34b_b79k", cause)
+    quoted = text.split("(OSError: ", 1)[1].split("). Offline", 1)[0]
+    shown = quoted.removesuffix(" ...").split()
+    assert shown == words[: len(shown)] and 0 < len(shown) < len(words)
+    assert quoted.endswith(" ...") and "second line" not in text
+
+
+def test_empty_pretrained_is_named():
+    from imgsearch.encoder import normalize_model
+    from imgsearch.errors import ModelError
+
+    for empty in ("", "  "):
+        with pytest.raises(ModelError, match="pretrained setting is empty"):
+            normalize_model("ViT-B-32", empty)
+
+
+def test_checking_a_known_model_name_imports_nothing_heavy():
+    """`index` checks the name before it creates a library; decoding must not wait for torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from imgsearch.encoder import check_model_name; "
+        "check_model_name('ViT-B-32', 'laion2b_s34b_b79k'); "
+        "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

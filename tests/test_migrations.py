@@ -89,3 +89,10 @@ def test_library_at_0003_gets_byte_paths_and_its_roots_from_the_run_history(tmp_
         assert len(lib.ids_under(str(photos / "sub"))) == 1
     con = sqlite3.connect(db)
     assert {r[0] for r in con.execute("SELECT typeof(path) FROM images")} == {"blob"}
+
+
+def test_tag_and_album_tables_from_0006(tmp_path):
+    Library.open(tmp_path, create=True).close()
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"tag_sets", "tags", "albums", "album_examples", "album_members"} <= tables

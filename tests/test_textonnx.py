@@ -108,7 +108,7 @@ def test_truncated_input_equals_full_context(tiny: tuple[object, object, Path]) 
 def test_graph_module_equals_encode_text() -> None:
     import torch
 
-    from imgsearch.textonnx import _text_graph
+    from imgsearch.textgraph import text_graph as _text_graph
 
     model, tokenizer = make_model()
     graph, spec = _text_graph(model)
@@ -210,7 +210,7 @@ def test_unsupported_configs_raise_not_implemented(tmp_path: Path) -> None:
     model, tokenizer = make_model()
     with pytest.raises(NotImplementedError, match="SimpleTokenizer"):
         export_text_encoder(model, object(), tmp_path / "a")
-    last_pool, _ = make_model(pool_type="last")
+    last_pool, _ = make_model(pool_type="none")
     with pytest.raises(NotImplementedError, match="pool_type"):
         export_text_encoder(last_pool, tokenizer, tmp_path / "b")
     with pytest.raises(ValueError, match="precision"):

@@ -59,7 +59,7 @@ def test_cache_trains_once_per_key(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """IMGSEARCH_TEST_CACHE reuses a trained model, and a different seed is a different model."""
     calls: list[int] = []
 
-    def fake_train(dest: Path, seed: int, cfg: tinyclip.TrainCfg) -> dict:
+    def fake_train(dest: Path, seed: int, cfg: tinyclip.TrainCfg, world=None) -> dict:
         calls.append(seed)
         dest.mkdir(parents=True, exist_ok=True)
         (dest / tinyclip.CONFIG_NAME).write_text(json.dumps({"seed": seed}))

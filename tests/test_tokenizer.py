@@ -166,6 +166,31 @@ def test_clean_matches_open_clip_on_ascii_edges(oc_tokenizer_module) -> None:
         assert clean_text(text, "whitespace") == oc_tokenizer_module._clean_whitespace(text)
 
 
+def test_ftfy_shortcut_holds_for_hangul() -> None:
+    """Skipping ftfy for ASCII + Hangul syllables changes nothing: every syllable, random mixes."""
+    import ftfy
+
+    syllables = "".join(chr(c) for c in range(0xAC00, 0xD7A4))
+    assert ftfy.fix_text(syllables) == syllables
+    assert all(
+        ftfy.fix_text(syllables[i : i + 40]) == syllables[i : i + 40]
+        for i in range(0, len(syllables), 40)
+    )
+    rng = random.Random(5)
+    pool = [chr(c) for c in range(0x20, 0x7F)] + list(" \t\n\r") + list(syllables[::37])
+    for _ in range(2000):
+        text = "".join(rng.choice(pool) for _ in range(rng.randrange(0, 40)))
+        for mode in ("lower", "whitespace", "canonicalize"):
+            assert clean_text(text, mode) == clean_text_via_ftfy(text, mode), repr(text)
+
+
+def clean_text_via_ftfy(text: str, mode: str) -> str:
+    """open_clip's own clean functions (always ftfy)."""
+    from open_clip import tokenizer as oc_tok
+
+    return oc_tok.get_clean_fn(mode)(text)
+
+
 def test_encode_batch_is_ragged_and_pad_fills_zeros(merges_txt: Path) -> None:
     ours = Tokenizer(merges_txt)
     rows = ours.encode_batch(["a dog", "a dog on a beach at night"])

@@ -171,7 +171,7 @@ def ivf_library(tmp_path: Path) -> Library:
     lib.write_lock().__enter__()
     lib.set_model_spec(SPEC)
     store(lib, 0, clustered(1200, dim=DIM, clusters=40, seed=4))
-    lib.save_vector_index(PARAMS)
+    lib.ann.save(PARAMS)
     yield lib
     lib.close()
 
@@ -190,13 +190,13 @@ def test_library_updates_its_ivf_file_in_place_without_retraining(ivf_library, m
     lib.remove(gone)
 
     monkeypatch.setattr(vectors, "trained_ivf", _fail_if_called)
-    lib.save_vector_index(PARAMS)
+    lib.ann.save(PARAMS)
     meta = lib.meta()
     assert meta["faiss_trained"] == "1200" and int(meta["faiss_count"]) == 1200 + 300 - 2
     np.testing.assert_array_equal(_centroids(lib), centroids_before)
 
     fresh = Library.open(lib.path)  # a reader: loads the saved file
-    index = fresh.vector_index(PARAMS)
+    index = fresh.ann.current(PARAMS)
     assert index.kind == "ivf" and index.ntotal == 1498
     assert not set(gone) & set(vectors.ids_of(index).tolist())
     for q in changed[:5]:  # the changed vectors are found with their new values
@@ -209,7 +209,7 @@ def test_library_updates_its_ivf_file_in_place_without_retraining(ivf_library, m
 def test_library_retrains_when_it_has_more_than_doubled(ivf_library):
     lib = ivf_library
     store(lib, 10_000, clustered(1300, dim=DIM, clusters=40, seed=11))
-    lib.save_vector_index(PARAMS)
+    lib.ann.save(PARAMS)
     assert lib.meta()["faiss_trained"] == "2500"
 
 
@@ -218,7 +218,7 @@ def test_reader_derives_a_stale_ivf_file_forward_in_memory(ivf_library):
     added = clustered(20, dim=DIM, clusters=40, seed=12)
     store(lib, 7000, added)  # not saved: the file is one generation behind
     reader = Library.open(lib.path)
-    index = reader.vector_index(PARAMS)
+    index = reader.ann.current(PARAMS)
     assert index.ntotal == 1220
     _, ids = index.search(added[:1], 1)
     assert ids[0, 0] == true_top(reader, added[0], 1)[0]
@@ -228,9 +228,9 @@ def test_reader_derives_a_stale_ivf_file_forward_in_memory(ivf_library):
 def test_library_falls_back_to_exact_when_it_shrinks_below_the_switch(ivf_library):
     lib = ivf_library
     lib.remove([row.id for row in lib.known_files().values()][:800])
-    lib.save_vector_index(PARAMS)
+    lib.ann.save(PARAMS)
     assert lib.meta()["faiss_kind"] == "flat"
-    assert lib.vector_index(PARAMS).kind == "flat"
+    assert lib.ann.current(PARAMS).kind == "flat"
 
 
 def _centroids(lib: Library) -> np.ndarray:

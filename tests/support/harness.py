@@ -286,7 +286,7 @@ def vector_index_contents(library: Path) -> dict[int, np.ndarray]:
     from imgsearch.vectors import IndexParams
 
     with Library.open(library) as lib:
-        vindex = lib.vector_index(IndexParams())
+        vindex = lib.ann.current(IndexParams())
         ids = faiss.vector_to_array(vindex.index.id_map)
         return {int(i): vindex.index.reconstruct(int(i)) for i in ids}
 

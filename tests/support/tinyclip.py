@@ -9,6 +9,10 @@ product loads it like any other model:
     <dir>/open_clip_config.json   {"model_cfg", "preprocess_cfg", "imgsearch_tinyclip"}
     <dir>/open_clip_model.safetensors
 
+The text half is a parameter (`TextSide`): `ENGLISH` (open_clip's own text transformer and CLIP
+BPE, the default) or another world's captions, tokenizer and text tower (tests/support/bilingual.py:
+an XLM-R-like HF tower speaking English and Korean).
+
 Set IMGSEARCH_TEST_CACHE to a directory to reuse a trained model across test sessions.
 """
 
@@ -22,10 +26,11 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import open_clip
 import torch
@@ -129,33 +134,55 @@ def shape_variants(shape: str) -> list[str]:
     return [text for phrase in SHAPE_PHRASES for text in with_templates(phrase.format(shape))]
 
 
-def cache_key(seed: int, cfg: TrainCfg = DEFAULT_TRAIN) -> str:
+Texts = tuple[list[str], torch.Tensor]  # caption variants and their sampling weights
+
+
+@dataclass(frozen=True)
+class TextSide:
+    """The text half of a tiny CLIP: what captions it learns, how they are tokenized, its tower.
+
+    `build(model_dir)` writes whatever the tokenizer / tower need into the model folder (an HF
+    tokenizer and config) and returns (model_cfg, tokenizer). The caption functions return the
+    variants of one class / colour / shape with their sampling weights (summing to 1).
+    """
+
+    name: str
+    build: Callable[[Path], tuple[dict, Any]]
+    class_texts: Callable[[str, str], Texts]
+    color_texts: Callable[[str], Texts]
+    shape_texts: Callable[[str], Texts]
+    key_files: tuple[str, ...] = field(default=())  # sources that decide it, for the cache key
+
+
+def cache_key(seed: int, cfg: TrainCfg = DEFAULT_TRAIN, world: TextSide | None = None) -> str:
     """Hash of everything that decides the trained weights, so a stale cache is never reused."""
     h = hashlib.sha256()
-    for module_file in (__file__, shapes.__file__):
+    extra = world.key_files if world is not None else ()
+    for module_file in (__file__, shapes.__file__, *extra):
         h.update(Path(module_file).read_bytes())
     h.update(repr((PHOTO, ENSEMBLE, asdict(cfg), seed)).encode())
     h.update(f"open_clip={open_clip.__version__} torch={torch.__version__}".encode())
     return h.hexdigest()[:16]
 
 
-def train_tiny_clip(dest_dir: Path, *, seed: int = 0) -> Path:
+def train_tiny_clip(dest_dir: Path, *, seed: int = 0, world: TextSide | None = None) -> Path:
     """Train (or fetch from IMGSEARCH_TEST_CACHE) the tiny CLIP into `dest_dir`; returns it.
 
     Load it with open_clip.create_model_and_transforms(f"local-dir:{dest_dir}").
     """
+    world = world or ENGLISH
     dest_dir = Path(dest_dir)
     cache_root = os.environ.get(CACHE_ENV)
     if not cache_root:
-        _train(dest_dir, seed, DEFAULT_TRAIN)
+        _train(dest_dir, seed, DEFAULT_TRAIN, world)
         return dest_dir
 
-    cached = Path(cache_root) / f"tinyclip-{cache_key(seed)}"
+    cached = Path(cache_root) / f"{world.name}-{cache_key(seed, world=world)}"
     if not _is_model_dir(cached):
         Path(cache_root).mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tinyclip-", dir=cache_root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{world.name}-", dir=cache_root))
         try:
-            _train(tmp, seed, DEFAULT_TRAIN)
+            _train(tmp, seed, DEFAULT_TRAIN, world)
             tmp.chmod(0o755)  # mkdtemp makes it private; a shared cache should stay readable
             try:
                 os.replace(tmp, cached)  # atomic: concurrent sessions never see half a model
@@ -165,9 +192,21 @@ def train_tiny_clip(dest_dir: Path, *, seed: int = 0) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        shutil.copyfile(cached / name, dest_dir / name)
+    for item in cached.iterdir():
+        if item.is_file():
+            shutil.copyfile(item, dest_dir / item.name)
+    _relocate(dest_dir)
     return dest_dir
+
+
+def _relocate(model_dir: Path) -> None:
+    """Point an HF text tower's config at the folder it now lives in (open_clip wants a path)."""
+    path = model_dir / CONFIG_NAME
+    config = json.loads(path.read_text())
+    text_cfg = config.get("model_cfg", {}).get("text_cfg", {})
+    if "hf_model_name" in text_cfg:
+        text_cfg["hf_model_name"] = text_cfg["hf_tokenizer_name"] = str(model_dir.resolve())
+        path.write_text(json.dumps(config, indent=2))
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -208,12 +247,13 @@ def _picture_pool(seed: int, cfg: TrainCfg) -> torch.Tensor:
     return torch.stack(per_class)
 
 
-def _caption_tokens() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _caption_tokens(
+    world: TextSide, tokenizer: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tokens [n, variants, ctx] of the class, colour-only and shape-only captions."""
-    tokenizer = SimpleTokenizer(context_length=CONTEXT_LENGTH)
-    full = torch.stack([tokenizer(caption_variants(c, s)) for c, s in shapes.CLASSES])
-    color = torch.stack([tokenizer(color_variants(c)) for c in shapes.COLORS])
-    shape = torch.stack([tokenizer(shape_variants(s)) for s in shapes.SHAPES])
+    full = torch.stack([tokenizer(world.class_texts(c, s)[0]) for c, s in shapes.CLASSES])
+    color = torch.stack([tokenizer(world.color_texts(c)[0]) for c in shapes.COLORS])
+    shape = torch.stack([tokenizer(world.shape_texts(s)[0]) for s in shapes.SHAPES])
     return full, color, shape
 
 
@@ -225,37 +265,56 @@ def _variant_weights(n_phrases: int) -> torch.Tensor:
     return w.repeat(n_phrases) / n_phrases
 
 
-def _train(dest_dir: Path, seed: int, cfg: TrainCfg) -> dict:
+def _english_build(model_dir: Path) -> tuple[dict, Any]:
+    return MODEL_CFG, SimpleTokenizer(context_length=CONTEXT_LENGTH)
+
+
+ENGLISH = TextSide(
+    name="tinyclip",
+    build=_english_build,
+    class_texts=lambda c, s: (caption_variants(c, s), _variant_weights(1)),
+    color_texts=lambda c: (color_variants(c), _variant_weights(len(COLOR_PHRASES))),
+    shape_texts=lambda s: (shape_variants(s), _variant_weights(len(SHAPE_PHRASES))),
+)
+
+
+def _train(dest_dir: Path, seed: int, cfg: TrainCfg, world: TextSide | None = None) -> dict:
     """Train and save into `dest_dir`; returns measurements (seconds, params, final loss)."""
+    world = world or ENGLISH
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     with _torch_threads(cfg.threads), torch.random.fork_rng(devices=[]):
+        model_cfg, tokenizer = world.build(dest_dir)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        model = open_clip.CLIP(**MODEL_CFG)  # what create_model builds from this model_cfg
+        custom = "hf_model_name" in model_cfg["text_cfg"]  # as create_model decides
+        model = (open_clip.CustomTextCLIP if custom else open_clip.CLIP)(**model_cfg)
         n_params = sum(p.numel() for p in model.parameters())
 
         pool = _picture_pool(seed, cfg)
-        tokens, color_tokens, shape_tokens = _caption_tokens()
-        # torch.unique sorts, so the EOT id (the largest) stays the largest after remapping.
-        used_ids = torch.unique(
-            torch.cat([t.flatten() for t in (tokens, color_tokens, shape_tokens)])
-        )
+        tokens, color_tokens, shape_tokens = _caption_tokens(world, tokenizer)
         t_data = time.perf_counter() - t_start
 
         # Train a compact token table holding only the rows the captions use: the full table's
         # dense gradient and AdamW update would cost a third of each step for rows that never
         # change. Sorted remapping keeps open_clip's argmax (EOT) pooling at the same position.
-        full_embedding = model.token_embedding
-        lut = torch.zeros(full_embedding.num_embeddings, dtype=torch.long)
-        lut[used_ids] = torch.arange(len(used_ids))
-        compact = nn.Embedding(len(used_ids), full_embedding.embedding_dim)
-        with torch.no_grad():
-            compact.weight.copy_(full_embedding.weight[used_ids])
-        model.token_embedding = compact
-        tokens, color_tokens, shape_tokens = lut[tokens], lut[color_tokens], lut[shape_tokens]
+        # (open_clip's own text tower only; an HF tower's small trained vocabulary needs none.)
+        full_embedding = getattr(model, "token_embedding", None)
+        if full_embedding is not None:
+            # torch.unique sorts, so the EOT id (the largest) stays the largest after remapping.
+            used_ids = torch.unique(
+                torch.cat([t.flatten() for t in (tokens, color_tokens, shape_tokens)])
+            )
+            lut = torch.zeros(full_embedding.num_embeddings, dtype=torch.long)
+            lut[used_ids] = torch.arange(len(used_ids))
+            compact = nn.Embedding(len(used_ids), full_embedding.embedding_dim)
+            with torch.no_grad():
+                compact.weight.copy_(full_embedding.weight[used_ids])
+            model.token_embedding = compact
+            tokens, color_tokens = lut[tokens], lut[color_tokens]
+            shape_tokens = lut[shape_tokens]
 
         no_decay = {"positional_embedding", "class_embedding", "logit_scale", "token_embedding"}
         decay, other = [], []
@@ -274,9 +333,9 @@ def _train(dest_dir: Path, seed: int, cfg: TrainCfg) -> dict:
         loss_fn = open_clip.ClipLoss()
         n_classes, n_pool = pool.shape[:2]
         n_colors, n_shapes = len(shapes.COLORS), len(shapes.SHAPES)
-        variant_w = _variant_weights(1)
-        color_w = _variant_weights(len(COLOR_PHRASES))
-        shape_w = _variant_weights(len(SHAPE_PHRASES))
+        variant_w = world.class_texts(*shapes.CLASSES[0])[1]
+        color_w = world.color_texts(next(iter(shapes.COLORS)))[1]
+        shape_w = world.shape_texts(shapes.SHAPES[0])[1]
         class_idx = torch.arange(n_classes).repeat(cfg.groups)
         # Positions in a group of 20 (class k = colour * n_shapes + shape) that form a
         # shape-only batch (the 4 shapes of one colour) or a colour-only batch (5 colours of one
@@ -330,12 +389,13 @@ def _train(dest_dir: Path, seed: int, cfg: TrainCfg) -> dict:
                 model.logit_scale.clamp_(0, math.log(100))
             loss_value = loss.item()
 
-        with torch.no_grad():
-            full_embedding.weight[used_ids] = compact.weight
-        model.token_embedding = full_embedding
+        if full_embedding is not None:
+            with torch.no_grad():
+                full_embedding.weight[used_ids] = compact.weight
+            model.token_embedding = full_embedding
         model.eval()
-        _save(model, dest_dir, seed, cfg)
-        _check_round_trip(model, dest_dir)
+        _save(model, dest_dir, seed, cfg, model_cfg, world)
+        _check_round_trip(model, dest_dir, world)
     seconds = time.perf_counter() - t_start
     return {
         "seconds": seconds,
@@ -346,22 +406,27 @@ def _train(dest_dir: Path, seed: int, cfg: TrainCfg) -> dict:
     }
 
 
-def _save(model: nn.Module, dest_dir: Path, seed: int, cfg: TrainCfg) -> None:
+def _save(
+    model: nn.Module, dest_dir: Path, seed: int, cfg: TrainCfg, model_cfg: dict, world: TextSide
+) -> None:
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(dest_dir / WEIGHTS_NAME))
+    info: dict = {"seed": seed, "train": asdict(cfg)}
+    if world is not ENGLISH:
+        info["world"] = world.name
     config = {
-        "model_cfg": MODEL_CFG,
+        "model_cfg": model_cfg,
         "preprocess_cfg": PREPROCESS_CFG,
         # open_clip ignores this key; it tells a reader where the weights came from.
-        "imgsearch_tinyclip": {"seed": seed, "train": asdict(cfg)},
+        "imgsearch_tinyclip": info,
     }
     (dest_dir / CONFIG_NAME).write_text(json.dumps(config, indent=2))
 
 
-def _check_round_trip(model: nn.Module, model_dir: Path) -> None:
+def _check_round_trip(model: nn.Module, model_dir: Path, world: TextSide) -> None:
     """Fail loudly if open_clip's `local-dir:` loading gives other embeddings than we trained."""
     loaded, preprocess, tokenizer = load(model_dir)
-    texts = tokenizer(caption_variants("red", "circle"))
+    texts = tokenizer(world.class_texts("red", "circle")[0])
     picture = shapes.draw_shape("blue", "square", size=64, rng=random.Random(0))
     images = preprocess(picture).unsqueeze(0)
     with torch.no_grad():

@@ -1,0 +1,348 @@
+"""CLIP image encoder exported to ONNX, so CPU indexing runs on onnxruntime instead of torch.
+
+onnxruntime ran ViT-B-32 at about twice torch's speed on the 2-core machine of issue 9, and
+without torch and open_clip an `index` process starts ~5 s sooner and holds half the memory.
+`export_image_encoder` (torch, once per model and machine, see imgsearch.exports) writes a graph
+that takes the decode workers' uint8 (N, H, W, 3) pixels and applies the model's own mean/std
+inside the graph, then `manifest.json` last. `OnnxImageEncoder` needs only onnxruntime + numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from imgsearch.errors import ModelError
+from imgsearch.modelspec import ModelSpec
+
+if TYPE_CHECKING:
+    from imgsearch.encoder import Encoder
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+GRAPH = "image_encoder.onnx"
+WEIGHTS = "image_encoder.onnx.data"
+PRECISIONS = ("fp32", "int8")
+MIN_COSINE = 0.9999  # export self-check: ONNX vs torch fp32 on every probe image
+MIN_COSINE_INT8 = 0.99  # opt-in int8 trades fidelity for speed; checked, but looser
+TOP_K = 10
+PROBES = 24
+OPSET = 17
+
+
+class OnnxExportError(ModelError):
+    """The ONNX image encoder could not be written or does not match torch; use torch."""
+
+
+def exported(export_dir: Path) -> bool:
+    """True when `export_dir` holds a complete export of this format (manifest written last)."""
+    try:
+        _read_manifest(Path(export_dir))
+    except ModelError:
+        return False
+    return True
+
+
+def _read_manifest(export_dir: Path) -> dict[str, Any]:
+    path = export_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"no complete image encoder export in {export_dir}: re-index") from exc
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ModelError(f"{path}: export format {manifest.get('format')!r} is not current")
+    for name, size in manifest.get("files", {}).items():
+        file = export_dir / name
+        if not file.is_file() or file.stat().st_size != size:
+            raise ModelError(f"{file} is missing or truncated; delete {export_dir} and re-index")
+    return manifest
+
+
+class OnnxImageEncoder:
+    """Index-time image encoder with Encoder's embed_pixels contract; onnxruntime, never torch."""
+
+    device = "cpu"
+
+    def __init__(self, export_dir: Path, *, threads: int = 0) -> None:
+        """`threads` 0: one per core (measured fastest with gated decoding, benchmarks/ONNX.md)."""
+        export_dir = Path(export_dir)
+        self._open(export_dir, _read_manifest(export_dir), threads)
+
+    def _open(self, export_dir: Path, manifest: dict[str, Any], threads: int) -> None:
+        import onnxruntime as ort
+
+        self.spec = ModelSpec.from_json(manifest["spec"])  # the exported model's own spec
+        self.precision: str = manifest["precision"]
+        self.export_dir = export_dir
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(
+                str(export_dir / GRAPH), opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(
+                f"cannot load {export_dir / GRAPH}: {exc}; delete {export_dir} and re-index"
+            ) from exc
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def embed_pixels(self, pixels: Any) -> npt.NDArray[np.float32]:
+        """(N, H, W, 3) uint8 model inputs (indexer.decode) -> (N, dim) L2-normalised vectors."""
+        batch = np.ascontiguousarray(np.asarray(pixels), dtype=np.uint8)
+        out = self.session.run(None, {"pixels": batch})[0].astype(np.float32, copy=False)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def export_image_encoder(encoder: Encoder, dest_dir: Path, *, precision: str = "fp32") -> Path:
+    """Write the ONNX image encoder of a loaded torch Encoder to `dest_dir`; self-checked.
+
+    Raises OnnxExportError when the tower cannot be traced, or when its embeddings of the probe
+    images differ from torch's (cosine or top-10 neighbours); the caller then indexes with torch.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    try:
+        graph = _image_graph(encoder)
+    except Exception as exc:  # an open_clip tower this code cannot restate or copy
+        raise OnnxExportError(f"the image tower cannot be prepared for export: {exc}") from exc
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    (dest_dir / MANIFEST).unlink(missing_ok=True)  # from here on the folder is incomplete
+    for stale in dest_dir.glob(".export-*"):  # left by an interrupted export
+        shutil.rmtree(stale, ignore_errors=True)
+    height, width = encoder.spec.preprocess.size
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".export-") as name:
+        tmp = Path(name)
+        try:
+            raw = _trace(graph, np.zeros((2, height, width, 3), np.uint8), tmp)
+            _optimize(_convert(raw, precision), tmp / GRAPH)
+        except Exception as exc:  # torch.onnx / onnxruntime raise many unrelated types
+            raise OnnxExportError(f"ONNX export of the image tower failed: {exc}") from exc
+        manifest = {
+            "format": FORMAT_VERSION,
+            "precision": precision,
+            "files": {n: (tmp / n).stat().st_size for n in (GRAPH, WEIGHTS) if (tmp / n).exists()},
+            "model": encoder.spec.label(),
+            "spec": encoder.spec.to_json(),  # preprocessing for the decoders, mean/std in-graph
+            "versions": _versions(),
+        }
+        manifest["self_check"] = _self_check(encoder, tmp, manifest)
+        for file in manifest["files"]:
+            os.replace(tmp / file, dest_dir / file)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        os.replace(tmp / MANIFEST, dest_dir / MANIFEST)  # last: marks the export complete
+    return dest_dir
+
+
+def _image_graph(encoder: Encoder) -> Any:
+    """A float32 CPU module: uint8 NHWC pixels -> (x/255 - mean)/std -> encode_image."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    pre = encoder.spec.preprocess
+    model = encoder.model
+    if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()):
+        model = copy.deepcopy(model).float().cpu()
+
+    else:
+        model = copy.deepcopy(model)
+    _plain_attention(model)
+
+    class ImageGraph(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.register_buffer("mean", torch.tensor(pre.mean).view(1, 1, 1, 3) * 255)
+            self.register_buffer("std", torch.tensor(pre.std).view(1, 1, 1, 3) * 255)
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            x = ((pixels.float() - self.mean) / self.std).permute(0, 3, 1, 2)
+            return self.model.encode_image(x)
+
+    return ImageGraph().eval()
+
+
+def _plain_attention(model: Any) -> None:
+    """Swap the vision tower's standard nn.MultiheadAttention for the same maths in plain ops.
+
+    Traced as is, MultiheadAttention becomes ~40 shape ops per block (dynamic batch) that
+    onnxruntime cannot fuse; restated with the sequence length as a constant, the graph is
+    MatMul/Softmax only. Blocks of other kinds are left alone (they export, only slower).
+    """
+    import torch
+    from open_clip.transformer import ResidualAttentionBlock
+    from torch import nn
+
+    visual = getattr(model, "visual", None)
+    blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+    pos = getattr(visual, "positional_embedding", None)
+    if blocks is None or pos is None:
+        return
+    length = int(pos.shape[0])
+
+    class PlainAttention(nn.Module):
+        def __init__(self, attn: nn.MultiheadAttention) -> None:
+            super().__init__()
+            self.attn = attn
+
+        def forward(self, q: torch.Tensor, k: Any, v: Any, **kwargs: Any) -> tuple[Any, None]:
+            attn = self.attn
+            heads, width = attn.num_heads, attn.embed_dim
+            qkv = nn.functional.linear(q, attn.in_proj_weight, attn.in_proj_bias)
+            q, k, v = qkv.reshape(-1, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+            scores = (q * (width // heads) ** -0.5) @ k.transpose(-1, -2)
+            out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, length, width)
+            return attn.out_proj(out), None
+
+    for block in blocks:
+        attn = getattr(block, "attn", None)
+        if (
+            type(block) is ResidualAttentionBlock
+            and isinstance(attn, nn.MultiheadAttention)
+            and attn.batch_first
+            and attn._qkv_same_embed_dim
+            and attn.bias_k is None
+            and not attn.add_zero_attn
+            and not hasattr(block, "ln_1_kv")
+        ):
+            block.attn = PlainAttention(attn)
+
+
+def _trace(graph: Any, sample: npt.NDArray[np.uint8], folder: Path) -> Path:
+    """Legacy TorchScript ONNX export (dynamo needs onnxscript) with a dynamic batch axis."""
+    import torch
+
+    path = folder / "raw.onnx"
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # nn.MultiheadAttention's fused inference kernel has no ONNX form: trace the plain ops
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings
+            _export(graph, sample, path)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return path
+
+
+def _export(graph: Any, sample: npt.NDArray[np.uint8], path: Path) -> None:
+    import torch
+
+    torch.onnx.export(
+        graph,
+        (torch.from_numpy(sample),),
+        str(path),
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=["pixels"],
+        output_names=["image_features"],
+        dynamic_axes={"pixels": {0: "batch"}, "image_features": {0: "batch"}},
+    )
+
+
+def _convert(raw: Path, precision: str) -> Path:
+    """Dynamic int8 weights (MatMuls; opt-in), or the fp32 graph unchanged."""
+    if precision == "fp32":
+        return raw
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = raw.with_name("int8.onnx")
+    quantize_dynamic(
+        str(raw), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+    )
+    return out
+
+
+def _optimize(src: Path, dest: Path) -> None:
+    """Run ORT's portable (extended) fusions once, saving the weights as external data."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(dest)
+    opts.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name", WEIGHTS
+    )
+    opts.add_session_config_entry(
+        "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+    )
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+
+
+def probe_pixels(height: int, width: int, n: int = PROBES) -> npt.NDArray[np.uint8]:
+    """(n, H, W, 3) varied, reproducible probe images: noise, gradients, flat colour blocks."""
+    rng = np.random.default_rng(0)
+    out = np.empty((n, height, width, 3), np.uint8)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for i in range(n):
+        kind = i % 3
+        if kind == 0:
+            img = rng.integers(0, 256, (height, width, 3))
+        elif kind == 1:
+            angle = rng.uniform(0, np.pi)
+            ramp = np.cos(angle) * xx / width + np.sin(angle) * yy / height
+            img = (ramp[..., None] * rng.uniform(0, 255, 3) + rng.uniform(0, 128, 3)) % 256
+        else:
+            img = np.broadcast_to(rng.integers(0, 256, 3), (height, width, 3)).copy()
+            for _ in range(6):
+                y, x = rng.integers(0, height), rng.integers(0, width)
+                img[y : y + height // 3, x : x + width // 3] = rng.integers(0, 256, 3)
+        out[i] = img
+    return out
+
+
+def compare(
+    ref: npt.NDArray[np.float32], got: npt.NDArray[np.float32], k: int = TOP_K
+) -> tuple[float, float]:
+    """(min cosine image by image, share of self-queries whose top-k neighbours agree)."""
+    cos = float(np.min(np.sum(ref * got, axis=1)))
+    k = min(k, len(ref) - 1)
+    top_ref = np.argsort(-(ref @ ref.T), axis=1)[:, 1 : k + 1]
+    top_got = np.argsort(-(got @ got.T), axis=1)[:, 1 : k + 1]
+    same = [set(a) == set(b) for a, b in zip(top_ref, top_got)]
+    return cos, float(np.mean(same))
+
+
+def _self_check(encoder: Encoder, export_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Probe images through torch and ONNX; raise unless cosine and top-10 agree."""
+    onnx_encoder = OnnxImageEncoder.__new__(OnnxImageEncoder)
+    onnx_encoder._open(export_dir, manifest, threads=0)
+    pixels = probe_pixels(*encoder.spec.preprocess.size)
+    got = onnx_encoder.embed_pixels(pixels)
+    ref = encoder.embed_pixels(pixels)
+    cos, same_top = compare(ref, got)
+    floor = MIN_COSINE if manifest["precision"] == "fp32" else MIN_COSINE_INT8
+    if cos < floor or (manifest["precision"] == "fp32" and same_top < 1.0):
+        raise OnnxExportError(
+            f"ONNX image encoder ({manifest['precision']}) disagrees with torch: min cosine "
+            f"{cos:.6f} (needs {floor}), top-{TOP_K} agreement {same_top:.0%}"
+        )
+    return {"min_cosine": cos, "top10_agreement": same_top, "probes": len(pixels)}
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+    import open_clip
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

@@ -1,0 +1,101 @@
+"""The `runtime` setting -> the image encoder an index run uses: onnxruntime or torch.
+
+On the CPU, onnxruntime runs the exported image tower faster than torch and, once the export
+is cached, an index run imports neither torch nor open_clip (benchmarks/ONNX.md). On CUDA
+(fp16) and MPS torch stays. A tower that cannot be exported falls back to torch, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from imgsearch.errors import ModelError
+
+if TYPE_CHECKING:
+    from imgsearch.config import Settings
+    from imgsearch.encoder import Encoder
+    from imgsearch.imageonnx import OnnxImageEncoder
+
+    ImageEncoder = Encoder | OnnxImageEncoder
+
+
+def choose(settings: Settings) -> str:
+    """'onnx' or 'torch' for these settings, decided without importing torch.
+
+    auto: onnx when the model is sure to run on the CPU (device cpu, or auto on a machine with
+    neither an NVIDIA driver nor Apple silicon); otherwise torch loads first and the run still
+    switches to onnx if torch then picks the CPU.
+    """
+    if settings.runtime != "auto":
+        return settings.runtime
+    if settings.device == "cpu":
+        return "onnx"
+    if settings.device != "auto":
+        return "torch"
+    return "torch" if _maybe_accelerator() else "onnx"
+
+
+def _maybe_accelerator() -> bool:
+    apple = sys.platform == "darwin" and platform.machine() == "arm64"
+    return apple or os.path.exists("/dev/nvidiactl")
+
+
+def load_image_encoder(
+    name: str,
+    pretrained: str,
+    settings: Settings,
+    *,
+    on_status: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> ImageEncoder:
+    """The image encoder for an index run; a cached ONNX export loads without torch."""
+    from imgsearch import exports
+
+    label = f"{name} / {pretrained}" if pretrained else name
+    runtime = choose(settings)
+    if runtime == "torch":
+        encoder = _torch(name, pretrained, settings.device, label, on_status)
+        if settings.runtime == "torch" or encoder.device != "cpu":
+            return encoder
+    else:
+        encoder = None
+    precision = settings.onnx_precision
+    export_dir = exports.image_export_dir(name, pretrained, precision)
+    from imgsearch import imageonnx
+
+    if imageonnx.exported(export_dir):
+        if on_status:
+            extra = "" if precision == "fp32" else f", {precision}"
+            on_status(f"loading model {label} (onnxruntime{extra}) ...")
+        return imageonnx.OnnxImageEncoder(export_dir)
+    reason = exports.image_unsupported(export_dir)
+    if reason is None:
+        if encoder is None:
+            encoder = _torch(name, pretrained, "cpu", label, on_status)
+        try:
+            exports.export_image_encoder(export_dir, encoder, on_status, precision)
+            return imageonnx.OnnxImageEncoder(export_dir)
+        except imageonnx.OnnxExportError as exc:
+            reason = str(exc).splitlines()[0]
+        except (OSError, ModelError) as exc:  # e.g. a full or read-only cache: torch still works
+            reason = f"{type(exc).__name__}: {exc}"
+    if on_warning:
+        on_warning(
+            f"the image encoder of {label} cannot run on onnxruntime ({reason}); "
+            f"indexing with torch instead"
+        )
+    return encoder or _torch(name, pretrained, "cpu", label, on_status)
+
+
+def _torch(
+    name: str, pretrained: str, device: str, label: str, on_status: Callable[[str], None] | None
+) -> Encoder:
+    from imgsearch.encoder import load_encoder
+
+    if on_status:
+        on_status(f"loading model {label} ...")
+    return load_encoder(name, pretrained, device)

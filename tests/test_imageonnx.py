@@ -1,0 +1,235 @@
+"""The ONNX image encoder: same vectors as torch, cached once per model, torch-free indexing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from imgsearch import exports, imageonnx
+from indexer.decode import Decoded, decode
+from tests.conftest import make_pictures
+from tests.support.harness import real_photos
+
+PROBE = """
+import sys
+from click.testing import CliRunner
+from imgsearch.cli import cli
+result = CliRunner().invoke(cli, {args!r})
+heavy = sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules)
+print(result.exit_code, heavy, "onnxruntime" in sys.modules)
+print(result.stderr)
+"""
+
+
+def _pixels(files: list[Path], spec) -> np.ndarray:
+    items = [decode(str(f), spec, max_pixels=200_000_000) for f in files]
+    assert all(isinstance(i, Decoded) for i in items), items
+    return np.stack([i.pixels for i in items])
+
+
+def _both(model: str) -> tuple:
+    """(torch Encoder, OnnxImageEncoder) of the same model, exporting into the test cache."""
+    from imgsearch.encoder import load_encoder
+
+    torch_enc = load_encoder(model, "", "cpu")
+    folder = exports.image_export_dir(torch_enc.spec.name, torch_enc.spec.pretrained)
+    exports.export_image_encoder(folder, torch_enc)
+    return torch_enc, imageonnx.OnnxImageEncoder(folder)
+
+
+def _assert_faithful(ref: np.ndarray, got: np.ndarray) -> None:
+    cosines = np.sum(ref * got, axis=1)
+    assert cosines.min() >= 0.9999, cosines.min()
+    k = min(10, len(ref) - 1)
+    top_ref = np.argsort(-(ref @ ref.T), axis=1)[:, 1 : k + 1]
+    top_got = np.argsort(-(got @ got.T), axis=1)[:, 1 : k + 1]
+    sims = ref @ ref.T
+    for i, (a, b) in enumerate(zip(top_ref, top_got)):
+        assert set(a) == set(b), f"self-query {i}: torch top-{k} {a}, onnx {b}"
+        # the order may differ only between neighbours torch itself scores as tied
+        assert np.all(np.abs(sims[i, a] - sims[i, b]) < 1e-5), (i, a, b)
+
+
+def test_onnx_matches_torch_on_real_photos(tiny_model):
+    """Image by image cosine >= 0.9999 and the same top-10 for every self-query."""
+    files = real_photos(200)
+    torch_enc, onnx_enc = _both(tiny_model)
+    assert onnx_enc.spec == torch_enc.spec
+    pixels = _pixels(files, torch_enc.spec.preprocess)
+    got = np.concatenate([onnx_enc.embed_pixels(pixels[i : i + 32]) for i in range(0, 200, 32)])
+    ref = np.concatenate([torch_enc.embed_pixels(pixels[i : i + 32]) for i in range(0, 200, 32)])
+    assert got.shape == (200, torch_enc.dim) and got.dtype == np.float32
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    _assert_faithful(ref, got)
+
+
+def test_onnx_matches_trained_torch_on_shapes(trained_model, tmp_path):
+    """The tiny CLIP trained on shapes (non-random weights), on generated pictures."""
+    files = make_pictures(tmp_path / "pics", 40, size=64)
+    torch_enc, onnx_enc = _both(trained_model)
+    pixels = _pixels(files, torch_enc.spec.preprocess)
+    _assert_faithful(torch_enc.embed_pixels(pixels), onnx_enc.embed_pixels(pixels))
+    manifest = json.loads((onnx_enc.export_dir / "manifest.json").read_text())
+    assert manifest["self_check"]["min_cosine"] >= 0.9999
+    assert manifest["self_check"]["top10_agreement"] == 1.0
+
+
+def test_first_run_exports_and_later_runs_reuse(run, tmp_path, pictures):
+    from tests.support.models import make_random_model_dir
+
+    model = "local-dir:" + str(make_random_model_dir(tmp_path / "fresh-model", seed=3))
+    first = run("index", pictures[0].parent, "--model", model).stderr
+    assert "exporting the image encoder (once per model) ..." in first
+    assert imageonnx.exported(exports.image_export_dir(model, ""))
+    other = tmp_path / "other-library"
+    again = run("index", pictures[0].parent, "--model", model, "--library", other).stderr
+    assert "exporting the image encoder" not in again
+    assert "12 added" in again
+    assert "(onnxruntime)" in again
+
+
+def test_index_with_cached_export_imports_no_torch(run, tiny_model, pictures, tmp_path):
+    """New library, new and changed files: onnxruntime embeds, torch/open_clip never load."""
+    run("index", pictures[0].parent, "--model", tiny_model, "--library", tmp_path / "warm")
+    more = make_pictures(tmp_path / "more", 9, seed=5)
+    for library in (tmp_path / "cold", tmp_path / "cold"):  # a new library, then new files
+        args = ["index", str(more[0].parent), "--model", tiny_model, "--library", str(library)]
+        code = PROBE.format(args=args)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        status = out.stdout.strip().splitlines()[0]
+        assert status == "0 [] True", out.stdout + out.stderr
+        make_pictures(tmp_path / "more", 12, seed=6)  # overwrite some, add others: re-embed
+    hits = json.loads(
+        run("query", "a dog", "--library", tmp_path / "cold", "-k", "50", "--json").stdout
+    )
+    assert len(hits) == 12
+
+
+def test_fallback_to_torch_says_so_once(run, tmp_path, pictures, monkeypatch):
+    from tests.support.models import make_random_model_dir
+
+    model = "local-dir:" + str(make_random_model_dir(tmp_path / "odd-model", seed=4))
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::odd_op' to ONNX is not supported")
+
+    monkeypatch.setattr(imageonnx, "_export", unsupported)
+    err = run("index", pictures[0].parent, "--model", model).stderr
+    lines = [ln for ln in err.splitlines() if "cannot run on onnxruntime" in ln]
+    assert len(lines) == 1, err
+    assert "aten::odd_op" in lines[0] and "indexing with torch instead" in lines[0]
+    assert "12 added" in err
+    monkeypatch.undo()  # the failure is remembered: not retried, still said
+    err = run("index", pictures[0].parent, "--model", model, "--library", tmp_path / "l2").stderr
+    assert "exporting the image encoder" not in err
+    assert sum("cannot run on onnxruntime" in ln for ln in err.splitlines()) == 1
+
+
+def test_export_that_disagrees_with_torch_falls_back(run, tmp_path, pictures, monkeypatch):
+    from tests.support.models import make_random_model_dir
+
+    model = "local-dir:" + str(make_random_model_dir(tmp_path / "strict-model", seed=5))
+    monkeypatch.setattr(imageonnx, "MIN_COSINE", 1.5)  # no export can pass this
+    err = run("index", pictures[0].parent, "--model", model).stderr
+    assert "disagrees with torch" in err and "indexing with torch instead" in err
+    assert not list(exports.cache_root(exports.IMAGE).glob("*/manifest.json")) or all(
+        "strict" not in p.read_text()
+        for p in exports.cache_root(exports.IMAGE).glob("*/manifest.json")
+    )
+
+
+def test_runtime_flag_and_setting(run, tmp_path, pictures, isolated_env, monkeypatch):
+    from tests.support.models import make_random_model_dir
+
+    model = "local-dir:" + str(make_random_model_dir(tmp_path / "rt-model", seed=6))
+    folder = exports.image_export_dir(model, "")
+    err = run("index", pictures[0].parent, "--model", model, "--runtime", "torch").stderr
+    assert "onnxruntime" not in err and not folder.exists()
+    monkeypatch.setenv("IMGSEARCH_RUNTIME", "onnx")
+    err = run("index", pictures[0].parent, "--library", tmp_path / "l2", "--model", model).stderr
+    assert "exporting the image encoder" in err and imageonnx.exported(folder)
+    bad = run("index", pictures[0].parent, "--runtime", "tensorrt", code=2)
+    assert "tensorrt" in bad.stderr
+    monkeypatch.setenv("IMGSEARCH_DEVICE", "cuda")
+    clash = run("index", pictures[0].parent, code=1)
+    assert "'runtime' is onnx" in clash.stderr and "cuda" in clash.stderr
+    assert "Traceback" not in clash.stderr
+
+
+def test_runtime_auto_picks_onnx_on_cpu():
+    from imgsearch import config, runtime
+
+    cpu = config.resolve(overrides={"device": "cpu"}, environ={})
+    assert runtime.choose(cpu) == "onnx"
+    assert runtime.choose(config.replace(cpu, device="cuda")) == "torch"
+    assert runtime.choose(config.replace(cpu, device="mps")) == "torch"
+    assert runtime.choose(config.replace(cpu, runtime="torch")) == "torch"
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, json
+    from imgsearch import runtime, config
+    seen = []
+    settings = config.resolve(overrides={"device": "cpu", "runtime": "onnx"}, environ={})
+    enc = runtime.load_image_encoder(sys.argv[1], "", settings, on_status=seen.append)
+    import numpy as np
+    from imgsearch import imageonnx
+    vec = enc.embed_pixels(imageonnx.probe_pixels(*enc.spec.preprocess.size, n=2))
+    print(json.dumps({"type": type(enc).__name__, "exported": any(
+        s.startswith("exporting the image encoder") for s in seen), "vec": vec[0].tolist()}))
+    """
+)
+
+
+def test_two_processes_exporting_at_once_share_one_export(tmp_path):
+    """Both start on an empty cache at once: one exports, the other waits and reuses it."""
+    from tests.support.models import make_random_model_dir
+
+    model = "local-dir:" + str(make_random_model_dir(tmp_path / "race-model", seed=7))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "race-cache")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, model], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert [o["type"] for o in outs] == ["OnnxImageEncoder"] * 2
+    assert sorted(o["exported"] for o in outs) == [False, True]
+    assert np.allclose(outs[0]["vec"], outs[1]["vec"])
+    done = list((tmp_path / "race-cache" / "imgsearch" / "image-encoders").glob("*/manifest.json"))
+    assert len(done) == 1
+    assert not list(done[0].parent.glob(".export-*"))
+
+
+def test_int8_is_opt_in_and_checked(run, tmp_path, pictures, monkeypatch):
+    """onnx_precision = int8: its own export, self-checked (looser), fp32 stays the default."""
+    from imgsearch import config
+    from imgsearch.encoder import load_encoder
+    from tests.support.models import make_random_model_dir
+
+    assert config.resolve(environ={}).onnx_precision == "fp32"
+    model = "local-dir:" + str(make_random_model_dir(tmp_path / "q-model", seed=8))
+    monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "int8")
+    err = run("index", pictures[0].parent, "--model", model).stderr
+    assert "12 added" in err
+    folder = exports.image_export_dir(model, "", "int8")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["self_check"]["min_cosine"] >= 0.99
+    assert not exports.image_export_dir(model, "").exists()
+    torch_enc = load_encoder(model, "", "cpu")
+    pixels = _pixels(pictures, torch_enc.spec.preprocess)
+    got = imageonnx.OnnxImageEncoder(folder).embed_pixels(pixels)
+    assert np.sum(got * torch_enc.embed_pixels(pixels), axis=1).min() >= 0.99
+    monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "fp16")
+    assert "onnx_precision" in run("index", pictures[0].parent, code=1).stderr
