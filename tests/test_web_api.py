@@ -83,7 +83,7 @@ def test_the_cursor_walks_one_ranking_with_no_duplicates_and_no_gaps(client, sha
         ({"q": "a circle", "cursor": "not-a-cursor"}, "bad cursor"),
         ({"q": 'a "circle', "size": 5}, 'unbalanced " in the query'),
         ({"q": "a circle colour:red"}, "unknown filter 'colour:'"),
-        ({"q": "a circle", "cutoff": "most"}, "cutoff must be auto, none or a score"),
+        ({"q": "a circle", "cutoff": "most"}, "is not a cutoff; use auto, none or a score"),
         ({"q": "@/etc/passwd"}, "@FILE image terms are not taken from the web"),
         ({"q": "a circle", "size": 0}, "size must be a number"),
         ({"q": "a circle", "size": "many"}, "size must be a number"),

@@ -17,20 +17,20 @@ if TYPE_CHECKING:
 
 def rows(library: Library, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """All rows of one read-only query."""
-    from imgsearch.library import _wrap_db_error
+    from imgsearch.library import wrap_db_error
 
     try:
         with contextlib.closing(sqlite3.connect(library.db, timeout=30)) as conn:
             conn.execute("PRAGMA query_only = 1")
             return conn.execute(sql, list(args)).fetchall()
     except sqlite3.Error as exc:
-        raise _wrap_db_error(library.path, exc) from exc
+        raise wrap_db_error(library.path, exc) from exc
 
 
 @contextlib.contextmanager
 def writing(library: Library) -> Iterator[sqlite3.Connection]:
     """One write transaction, holding the library's write lock (waits for another writer)."""
-    from imgsearch.library import _sqlite_pragmas, _wrap_db_error
+    from imgsearch.library import _sqlite_pragmas, wrap_db_error
 
     with library.write_lock(wait=True):
         try:
@@ -39,4 +39,4 @@ def writing(library: Library) -> Iterator[sqlite3.Connection]:
                 with conn:
                     yield conn
         except sqlite3.Error as exc:
-            raise _wrap_db_error(library.path, exc) from exc
+            raise wrap_db_error(library.path, exc) from exc
