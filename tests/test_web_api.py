@@ -254,3 +254,28 @@ def test_a_score_cutoff_says_kept_n_of_m(client):
     assert 0 < kept < TOTAL and all(h["score"] >= 0.5 for h in data["hits"])
     assert data["cutoff_text"].startswith(f"kept {kept} of ")
     assert data["show_more_url"] == "/?q=a+red+circle&cutoff=none"
+
+
+def test_the_photo_page_lists_its_tags(client, shapes):
+    import sqlite3
+
+    hit = client.get("/search.json", params={"q": "a red star", "size": 1}).json()["hits"][0]
+    assert client.get(f"/photo/{hit['id']}.json").json()["tags"] == []
+    with sqlite3.connect(shapes.path / "library.db") as db:
+        cols = [r[1] for r in db.execute("PRAGMA table_info(tags)")]
+        row = {"image_id": hit["id"], "tag_set": "shapes", "label": "star", "score": 0.31}
+        row.update({c: 0.9 for c in ("prob",) if c in cols})
+        row.update({c: "2026-01-01T00:00:00" for c in cols if c not in row and c != "id"})
+        db.execute(
+            f"INSERT INTO tags ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
+    try:
+        data = client.get(f"/photo/{hit['id']}.json").json()
+        assert [(t["set"], t["tag"]) for t in data["tags"]] == [("shapes", "star")]
+        assert data["tags"][0]["search"] == "/?q=tag%3Astar"
+        page = client.get(f"/photo/{hit['id']}", headers={"accept": "text/html"}).text
+        assert 'href="/?q=tag%3Astar"' in page
+    finally:
+        with sqlite3.connect(shapes.path / "library.db") as db:
+            db.execute("DELETE FROM tags WHERE image_id = ?", (hit["id"],))

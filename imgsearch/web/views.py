@@ -8,9 +8,11 @@ Seams for what has not landed yet (fill them, do not route around them):
   the chips, cutoff and left-out roots already come from `SearchResult` (`search_context`).
 - duplicates (issue 10): a `duplicates` view here plus templates/duplicates.html, linked from
   the `nav` block of base.html; it exports a list and never deletes.
-- tags, albums, explain (issue 11): "tags" and "albums" keys in `photo_context` rendered by the
-  `tags_albums` block of photo.html; the heatmap in its `explain_overlay` block; "add to album"
-  as a POST view guarded by `security.check_post`, its button in the `selection_actions` block.
+- tags, albums, explain (issue 11, landed in main as imgsearch/clip/): the photo page shows its
+  tags (`photo_context["tags"]`, `tags_albums` block of photo.html); still to do: its albums in
+  that block, a tags page from `clip.tags.counts`, the `clip.explain` heatmap in the
+  `explain_overlay` block, and "add to album" as a POST view guarded by `security.check_post`,
+  its button in the `selection_actions` block of search.html.
 """
 
 from __future__ import annotations
@@ -229,6 +231,12 @@ def photo_context(web: Web, image_id: int) -> dict[str, Any]:
         available=problem is None,
         problem=problem,
     )
+    from imgsearch.clip import tags as tags_mod  # issue 11: `imgsearch tag` results
+
+    data["tags"] = [
+        {**t, "search": "/?" + urlencode({"q": f"tag:{t['tag']}"})}
+        for t in tags_mod.tags_of(web.searcher.library, image_id)
+    ]
     return data
 
 
