@@ -15,7 +15,7 @@ import click
 
 from imgsearch import config as config_mod
 from imgsearch.errors import ImgsearchError
-from imgsearch.output import echo, human_bytes, render_hits, render_rows, warn
+from imgsearch.output import echo, human_bytes, render_hits, render_paths, render_rows, warn
 from imgsearch.paths import display
 
 # What Ctrl-C leaves behind, per command; the others had nothing to keep.
@@ -699,6 +699,70 @@ def errors(ctx: click.Context, as_json: bool, library: str | None) -> None:
     with _open_existing(ctx, library) as lib:
         rows = [{**json_fields(p), "reason": r} for p, r in lib.errors()]
     echo(render_rows(rows, "json" if as_json else "table", ["path", "reason"]))
+
+
+@cli.command()
+@click.option(
+    "--kind",
+    type=click.Choice(["exact", "near", "similar"]),
+    default="near",
+    show_default=True,
+    help="exact: byte-identical; near: resized/re-encoded/cropped/rotated copies; similar: "
+    "burst shots (same camera within seconds).",
+)
+@click.option(
+    "--in", "folder", type=click.Path(exists=True, file_okay=False), help="Only this folder."
+)
+@output_options
+@library_option
+@click.pass_context
+def duplicates(
+    ctx: click.Context, kind: str, folder: str | None, fmt: str | None, library: str | None
+) -> None:
+    """Find duplicate photos: groups with a suggested keeper and the evidence. Deletes nothing.
+
+    --json prints the groups; --paths and --null print the photos that are not keepers.
+
+    \b
+    Example:
+      imgsearch duplicates
+      imgsearch duplicates --kind exact --json
+      imgsearch duplicates --in ~/Pictures/2023 --paths   # the copies, for review
+    """
+    import json
+
+    from imgsearch import duplicates as dup
+    from imgsearch.paths import canonical, json_fields
+
+    with _open_existing(ctx, library) as lib:
+        groups = dup.library_groups(lib, kind, canonical(folder) if folder else None)
+    if fmt == "json":
+        out = []
+        for g in groups:
+            data = g.to_dict()
+            for m in data["members"]:
+                m.update(json_fields(m["path"]))
+            out.append(data)
+        echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    if fmt in ("paths", "null"):
+        echo(render_paths([m.path for g in groups for m in g.members if m.id != g.keeper], fmt))
+        return
+    blocks = []
+    for n, g in enumerate(groups, 1):
+        lines = [f"group {n} ({g.kind}, {len(g.members)} photos)"]
+        for m in g.members:
+            evidence = [f"cosine {m.cosine:.3f}" if m.cosine is not None else ""]
+            if m.hash_distance is not None:
+                evidence.append(f"hash {m.hash_distance}")
+            if m.seconds_apart is not None:
+                evidence.append(f"{m.seconds_apart:g} s apart")
+            mark = "keep" if m.id == g.keeper else "    "
+            lines.append(f"  {mark}  {display(m.path)}  ({', '.join(e for e in evidence if e)})")
+        blocks.append("\n".join(lines))
+    echo("\n\n".join(blocks))
+    photos = sum(len(g.members) for g in groups)
+    warn(f"{len(groups)} groups, {photos} photos ({kind}); nothing was deleted")
 
 
 @cli.command()

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from imgsearch.filehash import content_hash
 from imgsearch.library import ImageRecord, Library
-from indexer.walk import content_hash
 
 log = logging.getLogger(__name__)
 

@@ -450,6 +450,8 @@ def read_file_metadata(path: str, *, max_pixels: int) -> PhotoMeta | DecodeFaile
         return DecodeFailed(path, exc.reason)
     except Exception as exc:  # read_metadata never raises; opening might, oddly
         return DecodeFailed(path, f"unexpected error: {type(exc).__name__}: {exc}")
+
+
 def is_raw(path: str) -> bool:
     """A camera RAW file by its name (see RAW_REASON)."""
     return os.path.splitext(path)[1].lower() in RAW_EXTENSIONS

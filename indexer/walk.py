@@ -374,13 +374,3 @@ class _Walker:
             return None
         self.seen_files.add(key)
         return FileEntry(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, root=self.root)
-
-
-def content_hash(path: str) -> str:
-    """Hash of a file's whole content: confirms that two files with the same size and partial
-    hash are byte-identical copies (they then share one vector)."""
-    digest = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

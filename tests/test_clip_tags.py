@@ -86,11 +86,12 @@ def test_new_photos_are_tagged_like_the_library(run, shapes, tmp_path, isolated_
     run("tag", "--labels", multi_label_file(tmp_path))
     before = stored_tags(isolated_env)
     new = write_pictures(tmp_path / "new", per_class=1, seed=5)
-    run("index", tmp_path / "new", "-q")
+    run("index", tmp_path / "new", "-q")  # index tags new photos for the applied sets
+    after = stored_tags(isolated_env)
     with Library.open(isolated_env) as lib:
         ids = [lib.known_files()[str(p)].id for p, _, _ in new]
-        added = tags.tag_new(lib, ids)
-    after = stored_tags(isolated_env)
+        added = tags.tag_new(lib, ids)  # tagging them again gives the same tags
+    assert stored_tags(isolated_env) == after
     assert after >= before and len(after) - len(before) == added > 0
     fresh = {(p, t) for p, t in after if "/new/" in p}
     right = {(str(p), c) for p, c, _ in new} | {(str(p), s) for p, _, s in new}
@@ -133,3 +134,21 @@ def test_a_moved_label_file_does_not_stop_indexing(run, shapes, tmp_path, isolat
     with Library.open(isolated_env) as lib:
         some = [f.id for f in list(lib.known_files().values())[:3]]
         assert tags.tag_new(lib, some) == 0
+
+
+def test_tag_and_album_filters_narrow_queries(run, shapes, tmp_path, isolated_env):
+    run("tag", "--labels", multi_label_file(tmp_path))
+    tagged = {p for p, t in stored_tags(isolated_env) if t == "circle"}
+    found = json.loads(run("query", "a picture", "tag:circle", "-k", "500", "--json").stdout)
+    assert {h["path"] for h in found} == tagged and len(tagged) > 0
+    others = json.loads(run("query", "a picture", "-tag:circle", "-k", "500", "--json").stdout)
+    assert not {h["path"] for h in others} & tagged
+    listed = json.loads(run("query", "tag:circle|star", "-k", "500", "--json").stdout)
+    assert {h["path"] for h in listed} >= tagged and all(h["score"] is None for h in listed)
+    run("album", "create", "reds", "--text", "a red shape")
+    with Library.open(isolated_env) as lib:
+        from imgsearch.clip import albumstore
+
+        members = {p for _, p, _ in albumstore.members(lib, "reds")}
+    inside = json.loads(run("query", "album:reds", "-k", "500", "--json").stdout)
+    assert {h["path"] for h in inside} == members and members

@@ -238,7 +238,8 @@ def test_lock_of_a_killed_writer_does_not_block(run, tiny_model, tmp_path):
     photos, library = tmp_path / "photos", tmp_path / "library"
     copy_photos(real_photos(16), photos)
     args = ["index", photos, "--library", library, "--model", tiny_model, "--batch-size", BATCH]
-    writer = start(args, tmp_path / "l")
+    # torch: a run that lives for seconds (onnxruntime indexes these 16 in ~1 s, before the kill)
+    writer = start([*args, "--runtime", "torch"], tmp_path / "l")
     assert wait_until(lambda: row_count(library) is not None, timeout=120), writer.stderr
     time.sleep(random.uniform(0, 2))
     assert wait_until(lambda: lock_holder(library) == writer.pid, timeout=120), writer.stderr

@@ -61,16 +61,16 @@ def _events(monkeypatch) -> list[str]:
             events.append(f"decode {args[1].size[0]}px")
             super().__init__(*args, **kwargs)
 
-    from imgsearch import encoder
+    from imgsearch import runtime
 
-    real = encoder.load_encoder
+    real = runtime.load_image_encoder  # the image model, onnxruntime's or torch's
 
     def load(*args, **kwargs):
         events.append("load model")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "DecodeStream", Recording)
-    monkeypatch.setattr(encoder, "load_encoder", load)
+    monkeypatch.setattr(runtime, "load_image_encoder", load)
     return events
 
 

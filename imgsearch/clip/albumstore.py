@@ -16,6 +16,7 @@ import numpy.typing as npt
 from imgsearch.clip import store
 from imgsearch.clip.albums import RANDOM_NEGATIVES, Scorer, fit
 from imgsearch.errors import ImgsearchError
+from imgsearch.paths import from_key, to_key
 
 if TYPE_CHECKING:
     from imgsearch.library import Library
@@ -47,13 +48,13 @@ def _examples(library: Library, name: str) -> list[tuple[str, bool, npt.NDArray[
         "SELECT path, positive, vector FROM album_examples WHERE album = ? ORDER BY path",
         (name,),
     )
-    return [(p, bool(pos), np.frombuffer(v, np.float32).copy()) for p, pos, v in found]
+    return [(from_key(p), bool(pos), np.frombuffer(v, np.float32).copy()) for p, pos, v in found]
 
 
 def _background(library: Library, exclude: set[str], dim: int) -> npt.NDArray[np.float32]:
     """Up to RANDOM_NEGATIVES library photos, evenly spaced by id (deterministic)."""
     found = store.rows(library, "SELECT id, path FROM images WHERE status = 'ok' ORDER BY id")
-    ids = np.asarray([i for i, p in found if p not in exclude], dtype=np.int64)
+    ids = np.asarray([i for i, p in found if from_key(p) not in exclude], dtype=np.int64)
     if len(ids) > RANDOM_NEGATIVES:
         ids = ids[np.linspace(0, len(ids) - 1, RANDOM_NEGATIVES).astype(np.int64)]
     parts = [v for _, v in library.vectors(only=ids)] if len(ids) else []
@@ -125,7 +126,7 @@ def _insert_members(conn, name: str, ids, scorer: Scorer, vectors) -> int:  # ty
 def _store_examples(
     library: Library, name: str, paths: Sequence[str], positive: bool, embed: EmbedImage | None
 ) -> None:
-    rows = [(name, p, int(positive), vector_of(library, p, embed).tobytes()) for p in paths]
+    rows = [(name, to_key(p), int(positive), vector_of(library, p, embed).tobytes()) for p in paths]
     with store.writing(library) as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO album_examples (album, path, positive, vector) "
@@ -188,7 +189,8 @@ def remove(library: Library, name: str, files: Sequence[str]) -> Album:
         raise ImgsearchError(f"{unknown[0]} is not an example of album {name!r}")
     with store.writing(library) as conn:
         conn.executemany(
-            "DELETE FROM album_examples WHERE album = ? AND path = ?", [(name, f) for f in files]
+            "DELETE FROM album_examples WHERE album = ? AND path = ?",
+            [(name, to_key(f)) for f in files],
         )
     _refit(library, name, text, created)
     return info(library, name)
@@ -224,12 +226,13 @@ def list_albums(library: Library) -> list[Album]:
 def members(library: Library, name: str) -> list[tuple[int, str, float]]:
     """(id, path, score) of the album's photos, best first."""
     _definition(library, name)
-    return store.rows(
+    found = store.rows(
         library,
         "SELECT m.image_id, i.path, m.score FROM album_members m JOIN images i ON "
         "i.id = m.image_id AND i.status = 'ok' WHERE m.album = ? ORDER BY m.score DESC, i.path",
         (name,),
     )
+    return [(i, from_key(p), score) for i, p, score in found]
 
 
 def album_member_ids(library: Library, name: str) -> npt.NDArray[np.int64]:
