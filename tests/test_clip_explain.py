@@ -85,3 +85,18 @@ def test_explain_command(run, trained_model, scenes, tmp_path):
     assert Image.open(out).size == (448, 448)
     assert "strongest at" in run("explain", path, "a star").stdout
     assert "no such file" in run("explain", tmp_path / "nope.png", "a star", code=1).stderr
+
+
+def test_searcher_explain_points_at_the_shape(run, trained_model, scenes):
+    """The Python API gives the same map as the command (pointing game on 8 scenes)."""
+    from imgsearch import Searcher
+
+    run("index", scenes[0][0].parent, "--model", trained_model, "-q")
+    hits = 0
+    with Searcher() as s:
+        for path, shapes in scenes[:8]:
+            color, shape, box = shapes[0]
+            found = s.explain(path, f"a {color} {shape}")
+            scale = found.heat.shape[1] / Image.open(path).size[0]
+            hits += inside(found.peak(), box, scale)
+    assert hits / 8 > 2 * CHANCE
