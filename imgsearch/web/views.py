@@ -4,13 +4,15 @@ The JSON is the contract (hits carry the CLI's `--json` keys plus id and URLs); 
 templates get the same dict. Searcher calls run in a worker thread under `Web.lock`.
 
 Seams for what has not landed yet (fill them, do not route around them):
-- facets (issue 10): a `facets` view (`/facets.json`) feeding the `filters` block of base.html;
+- facets (issue 10): a `facets` view (`/facets.json`, from `Searcher.facets()`) feeding the
+  `filters` block of base.html;
   the chips, cutoff and left-out roots already come from `SearchResult` (`search_context`).
-- duplicates (issue 10): a `duplicates` view here plus templates/duplicates.html, linked from
+- duplicates (issue 10, imgsearch/duplicates.py): a `duplicates` view here plus
+  templates/duplicates.html, linked from
   the `nav` block of base.html; it exports a list and never deletes.
 - tags, albums, explain (issue 11, landed in main as imgsearch/clip/): the photo page shows its
   tags (`photo_context["tags"]`, `tags_albums` block of photo.html); still to do: its albums in
-  that block, a tags page from `clip.tags.counts`, the `clip.explain` heatmap in the
+  that block, a tags page from `clip.tags.counts`, the `Searcher.explain` heatmap in the
   `explain_overlay` block, and "add to album" as a POST view guarded by `security.check_post`,
   its button in the `selection_actions` block of search.html.
 """
