@@ -901,4 +901,4 @@ if __name__ == "__main__":  # pragma: no cover
     _main()
 
 
-from imgsearch import cli_clip, cli_completion  # noqa: E402,F401  (they register commands)
+from imgsearch import cli_clip, cli_completion, cli_serve  # noqa: E402,F401  (they register commands)

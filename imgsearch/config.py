@@ -46,6 +46,8 @@ class Settings:
     exact_search_max: int
     ivf_nprobe: int
     ivf_rerank: int
+    thumbnail_cache_mb: int
+    upload_max_mb: int
 
     @property
     def library_path(self) -> Path:
@@ -183,6 +185,8 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
         "ivf_nprobe",
         "ivf_rerank",
         "exact_search_max",
+        "thumbnail_cache_mb",
+        "upload_max_mb",
     ):
         if values[key] < 1:
             raise fail(key, f"must be at least 1, got {values[key]}")

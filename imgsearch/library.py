@@ -112,6 +112,21 @@ class StoredCopy:
 
 
 @dataclass(frozen=True)
+class ImageDetail:
+    """Everything stored about one indexed image but its vector (the web photo page)."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    width: int | None
+    height: int | None
+    taken_at: str | None
+    indexed_at: str
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     """Metadata shown with a hit."""
 
@@ -563,6 +578,26 @@ class Library:
                 [OK, *root_ids],
             ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def detail(self, image_id: int) -> ImageDetail | None:
+        """One indexed image by id (None when there is none, or it failed to index)."""
+        return self.details([image_id]).get(int(image_id))
+
+    def details(self, ids: Iterable[int]) -> dict[int, ImageDetail]:
+        """Indexed images by id, all in one snapshot (ids that do not exist are left out)."""
+        wanted = [int(i) for i in ids]
+        found: dict[int, ImageDetail] = {}
+        with self._snapshot() as cur:
+            for start in range(0, len(wanted), 900):
+                part = wanted[start : start + 900]
+                marks = ",".join("?" * len(part))
+                rows = cur.execute(
+                    "SELECT id, path, size, mtime_ns, fingerprint, width, height, taken_at, "
+                    f"indexed_at FROM images WHERE status = ? AND id IN ({marks})",
+                    [OK, *part],
+                ).fetchall()
+                found.update((r[0], ImageDetail(r[0], from_key(r[1]), *r[2:])) for r in rows)
+        return found
 
     def errors(self) -> list[tuple[str, str]]:
         with self._snapshot() as cur:
