@@ -459,7 +459,8 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
     for rid, key, size, w, h, taken, source, make, model, lens, lat, chash in rows:
         known = (make, model, lens, lat)
         facts[rid] = ImageFacts(
-            path=from_key(key), size=size, width=w, height=h, taken_at=taken,
+            path=from_key(key), size=size, width=w, height=h,
+            taken_at=None if source in (None, "mtime") else taken,  # a file time is no capture
             camera=" ".join(filter(None, (make, model))) or None,
             exif_fields=sum(v is not None for v in known) + (source not in (None, "mtime")),
         )  # fmt: skip
