@@ -15,24 +15,17 @@ completeness, earliest capture) and, for every member, the evidence against the 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:
-    from PIL import Image
+from imgsearch.photohash import PHash, content_hash, hash_distance, perceptual_hash, picture_hash
 
 KINDS = ("exact", "near", "similar")
-# A perceptual hash: (pHash of the upright picture, pHash of its central 95%) as 64-bit ints.
-# Comparing each full hash with the other's central one as well makes 5% crops match: measured
-# on 80 imagenet-500 photos, crop distances max 12 (plain pHash: 14) while 79,800 distinct pairs
-# had min 10 and just 1 pair <= 12 (benchmarks/DUPLICATES.md).
-PHash = tuple[int, int]
 # (m, d) queries, k -> (scores (m, k), row indices (m, k); -1 where there is none)
 NeighboursFn = Callable[[npt.NDArray[np.float32], int], tuple[np.ndarray, np.ndarray]]
 FLAT_MAX = 20_000  # faiss_neighbours: exact search up to this many vectors
@@ -136,7 +129,7 @@ def find_groups(
         if kind == "near":
             return (
                 cosine(a, b) >= params.near_min_cosine
-                and (d := _hash_distance(phash(a), phash(b))) is not None
+                and (d := hash_distance(phash(a), phash(b))) is not None
                 and d <= params.near_max_hash
             )
         apart = _apart(seconds(a), seconds(b))
@@ -174,7 +167,7 @@ def find_groups(
                     path=facts[i].path,
                     cosine=round(cosine(medoid, i), 4),
                     hash_distance=(0 if kind == "exact" else
-                                   _hash_distance(phash(medoid), phash(i)) if kind == "near"
+                                   hash_distance(phash(medoid), phash(i)) if kind == "near"
                                    else None),
                     seconds_apart=_apart(seconds(medoid), seconds(i)),
                 )
@@ -319,57 +312,6 @@ def _keeper_rank(facts: ImageFacts, when: float | None) -> tuple[int, int, int, 
 # --- evidence ---------------------------------------------------------------------------------
 
 
-def content_hash(path: str) -> str | None:
-    """blake2b of the whole file (hex); None when it cannot be read."""
-    digest = hashlib.blake2b(digest_size=32)
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def perceptual_hash(path: str) -> PHash | None:
-    """PHash of the upright picture (EXIF orientation applied) and of its central 95%; None
-    when the file cannot be decoded (then it is never a near duplicate)."""
-    import warnings
-
-    from PIL import Image, ImageOps
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(path) as image:
-                image.draft("L", (256, 256))  # JPEG: decode at 1/2..1/8 scale; pHash is 32x32
-                return picture_hash(ImageOps.exif_transpose(image))
-        except Exception:  # a bad file is data: no hash, so never a near duplicate
-            return None
-
-
-def picture_hash(image: Image.Image) -> PHash:
-    """The PHash of an upright picture (any mode)."""
-    import imagehash
-
-    grey = image.convert("L")
-    w, h = grey.size
-    dx, dy = 0.025 * w, 0.025 * h
-    centre = grey.crop((round(dx), round(dy), round(w - dx), round(h - dy)))
-    return (_bits(imagehash.phash(grey)), _bits(imagehash.phash(centre)))
-
-
-def _bits(h: Any) -> int:
-    return int(str(h), 16)
-
-
-def _hash_distance(a: PHash | None, b: PHash | None) -> int | None:
-    """Bits apart, crop-aware: the full hashes, or one full against the other's centre."""
-    if a is None or b is None:
-        return None
-    return min((a[0] ^ b[0]).bit_count(), (a[0] ^ b[1]).bit_count(), (a[1] ^ b[0]).bit_count())
-
-
 def _timestamp(taken_at: str | None) -> float | None:
     """Seconds of an ISO 8601 time; wall-clock times (no offset) are read as UTC, so two of
     them compare as the camera's clock did."""
@@ -451,6 +393,7 @@ __all__ = [
     "Member",
     "PHash",
     "content_hash",
+    "hash_distance",
     "faiss_neighbours",
     "find_groups",
     "perceptual_hash",
