@@ -18,23 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:
-    from PIL import Image
+from imgsearch.photohash import PHash, content_hash, hash_distance, perceptual_hash, picture_hash
 
 KINDS = ("exact", "near", "similar")
-# A perceptual hash: (pHash of the upright picture, pHash of its central 95%) as 64-bit ints.
-# Comparing each full hash with the other's central one as well makes 5% crops match: measured
-# on 80 imagenet-500 photos, crop distances max 12 (plain pHash: 14) while 79,800 distinct pairs
-# had min 10 and just 1 pair <= 12 (benchmarks/DUPLICATES.md).
-PHash = tuple[int, int]
 # (m, d) queries, k -> (scores (m, k), row indices (m, k); -1 where there is none)
 NeighboursFn = Callable[[npt.NDArray[np.float32], int], tuple[np.ndarray, np.ndarray]]
-FLAT_MAX = 20_000  # faiss_neighbours: exact search up to this many vectors, IVF above
+FLAT_MAX = 20_000  # faiss_neighbours: exact search up to this many vectors
+PCA_DIM = 64  # above: candidates from an exact search in this many PCA dimensions
 MAX_DENSE_COMPONENT = 4000  # larger linked sets break medoid ties by id, not by centrality
 
 
@@ -134,7 +129,7 @@ def find_groups(
         if kind == "near":
             return (
                 cosine(a, b) >= params.near_min_cosine
-                and (d := _hash_distance(phash(a), phash(b))) is not None
+                and (d := hash_distance(phash(a), phash(b))) is not None
                 and d <= params.near_max_hash
             )
         apart = _apart(seconds(a), seconds(b))
@@ -172,7 +167,7 @@ def find_groups(
                     path=facts[i].path,
                     cosine=round(cosine(medoid, i), 4),
                     hash_distance=(0 if kind == "exact" else
-                                   _hash_distance(phash(medoid), phash(i)) if kind == "near"
+                                   hash_distance(phash(medoid), phash(i)) if kind == "near"
                                    else None),
                     seconds_apart=_apart(seconds(medoid), seconds(i)),
                 )
@@ -317,55 +312,6 @@ def _keeper_rank(facts: ImageFacts, when: float | None) -> tuple[int, int, int, 
 # --- evidence ---------------------------------------------------------------------------------
 
 
-def content_hash(path: str) -> str | None:
-    """The whole file's hash (imgsearch/filehash.py); None when it cannot be read."""
-    from imgsearch.filehash import content_hash as file_hash
-
-    try:
-        return file_hash(path)
-    except OSError:
-        return None
-
-
-def perceptual_hash(path: str) -> PHash | None:
-    """PHash of the upright picture (EXIF orientation applied) and of its central 95%; None
-    when the file cannot be decoded (then it is never a near duplicate)."""
-    import warnings
-
-    from PIL import Image, ImageOps
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(path) as image:
-                image.draft("L", (256, 256))  # JPEG: decode at 1/2..1/8 scale; pHash is 32x32
-                return picture_hash(ImageOps.exif_transpose(image))
-        except Exception:  # a bad file is data: no hash, so never a near duplicate
-            return None
-
-
-def picture_hash(image: Image.Image) -> PHash:
-    """The PHash of an upright picture (any mode)."""
-    import imagehash
-
-    grey = image.convert("L")
-    w, h = grey.size
-    dx, dy = 0.025 * w, 0.025 * h
-    centre = grey.crop((round(dx), round(dy), round(w - dx), round(h - dy)))
-    return (_bits(imagehash.phash(grey)), _bits(imagehash.phash(centre)))
-
-
-def _bits(h: Any) -> int:
-    return int(str(h), 16)
-
-
-def _hash_distance(a: PHash | None, b: PHash | None) -> int | None:
-    """Bits apart, crop-aware: the full hashes, or one full against the other's centre."""
-    if a is None or b is None:
-        return None
-    return min((a[0] ^ b[0]).bit_count(), (a[0] ^ b[1]).bit_count(), (a[1] ^ b[0]).bit_count())
-
-
 def _timestamp(taken_at: str | None) -> float | None:
     """Seconds of an ISO 8601 time; wall-clock times (no offset) are read as UTC, so two of
     them compare as the camera's clock did."""
@@ -395,28 +341,45 @@ def _cached(fn: Callable[[int], Any]) -> Callable[[int], Any]:
     return get
 
 
-def faiss_neighbours(vectors: npt.NDArray[np.float32], *, nprobe: int = 4) -> NeighboursFn:
-    """Inner-product neighbours over `vectors` with FAISS: exact up to FLAT_MAX vectors, IVF
-    above (2 sqrt(n) lists, 10 k-means rounds on a sample; near duplicates sit in one cell or
-    the next, so few probes find them). The library's ANN index can replace it."""
+def faiss_neighbours(vectors: npt.NDArray[np.float32]) -> NeighboursFn:
+    """Inner-product neighbours over `vectors` with FAISS: exact up to FLAT_MAX vectors; above,
+    an IVF with small cells over a PCA_DIM projection (all-pairs search is n^2 memory traffic,
+    and IVF over full vectors took 45 CPU-s for 50k here), candidates re-scored with the full
+    vectors. Copies are near-identical vectors, so the projection keeps them neighbours. The
+    library's ANN index can replace it."""
     import faiss
 
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = data.shape
-    if n <= FLAT_MAX:
+    if n <= FLAT_MAX or dim <= PCA_DIM:
         index = faiss.IndexFlatIP(dim)
-    else:
-        nlist = int(2 * np.sqrt(n))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter = 10
-        index.cp.min_points_per_centroid = 1  # the sample below is deliberately small
-        sample = data[np.random.default_rng(0).choice(n, min(n, 30 * nlist), replace=False)]
-        index.train(sample)
-        index.nprobe = nprobe
-    index.add(data)
+        index.add(data)
+        return lambda queries, k: index.search(np.ascontiguousarray(queries, np.float32), k)
+    pca = faiss.PCAMatrix(dim, PCA_DIM)
+    pca.train(data[np.random.default_rng(0).choice(n, min(n, 20_000), replace=False)])
+    projected = pca.apply(data)
+    faiss.normalize_L2(projected)
+    nlist = int(8 * np.sqrt(n))  # small cells: a copy sits in its original's cell or the next
+    index = faiss.IndexIVFFlat(
+        faiss.IndexFlatIP(PCA_DIM), PCA_DIM, nlist, faiss.METRIC_INNER_PRODUCT
+    )
+    index.cp.niter = 10
+    index.cp.min_points_per_centroid = 1  # the training sample is deliberately small
+    index.train(projected[np.random.default_rng(1).choice(n, min(n, 16 * nlist), replace=False)])
+    index.add(projected)
+    index.nprobe = 3
 
     def search(queries: npt.NDArray[np.float32], k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        small = pca.apply(np.ascontiguousarray(queries, np.float32))
+        faiss.normalize_L2(small)
+        _, rows = index.search(small, k)
+        scores = np.empty(rows.shape, np.float32)
+        for start in range(0, len(rows), 8192):  # exact cosines, a block at a time
+            block = rows[start : start + 8192]
+            scores[start : start + 8192] = np.einsum(
+                "nd,nkd->nk", queries[start : start + 8192], data[np.maximum(block, 0)]
+            )
+        scores[rows < 0] = -np.inf
         return scores, rows
 
     return search
@@ -430,6 +393,7 @@ __all__ = [
     "Member",
     "PHash",
     "content_hash",
+    "hash_distance",
     "faiss_neighbours",
     "find_groups",
     "perceptual_hash",

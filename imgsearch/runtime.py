@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imgsearch.errors import ModelError
 
@@ -44,6 +44,17 @@ def _maybe_accelerator() -> bool:
     return apple or os.path.exists("/dev/nvidiactl")
 
 
+def _remembered(encoder: Any) -> Any:
+    """Record the loaded model's input geometry, so that the next `index` of it on this machine
+    decodes while the model loads (as the torch loader does)."""
+    from imgsearch import modelspec
+
+    spec = encoder.spec
+    if modelspec.remembered(spec.name, spec.pretrained) != spec:
+        modelspec.remember(spec)
+    return encoder
+
+
 def load_image_encoder(
     name: str,
     pretrained: str,
@@ -71,7 +82,7 @@ def load_image_encoder(
         if on_status:
             extra = "" if precision == "fp32" else f", {precision}"
             on_status(f"loading model {label} (onnxruntime{extra}) ...")
-        return imageonnx.OnnxImageEncoder(export_dir)
+        return _remembered(imageonnx.OnnxImageEncoder(export_dir))
     reason = exports.image_unsupported(export_dir)
     if reason is None:
         if encoder is None:

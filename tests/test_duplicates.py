@@ -195,3 +195,18 @@ def test_hash_bands_find_copies_clip_puts_far_apart(photo_set) -> None:
                          params=DuplicateParams(near_min_cosine=-1.0, neighbours=1,
                                                 hash_candidates=True))  # fmt: skip
     assert grey in members(banded[0]) and members(banded[0]) <= {i for i in ids if family[i] == 0}
+
+
+def test_large_libraries_search_a_projection_and_still_find_copies() -> None:
+    """Above FLAT_MAX, neighbours come from an IVF over a PCA projection, re-scored exactly."""
+    rng = np.random.default_rng(2)
+    n = duplicates.FLAT_MAX + 1000
+    vectors = unit(rng.normal(size=(n, 128)))
+    copies = rng.choice(n, 50, replace=False)
+    vectors[:50] = unit(vectors[copies] + rng.normal(0, 0.01, (50, 128)))  # 50 planted copies
+    scores, rows = duplicates.faiss_neighbours(vectors)(vectors[:50], 3)
+    found = [copies[i] in rows[i] or copies[i] == i for i in range(50)]
+    assert np.mean(found) >= 0.95
+    hit = rows[:, 1] >= 0
+    exact = np.einsum("nd,nd->n", vectors[:50][hit], vectors[rows[hit, 1]])
+    assert np.allclose(scores[hit, 1], exact, atol=1e-5)  # full-vector cosines, not PCA ones
