@@ -223,6 +223,7 @@ def test_keyboard_slash_arrows_enter_and_escape(page, server):
     target = shown(page)[rank - 1]["id"]
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/photo/{target}")
+    page.wait_for_selector("body[data-ready=photo]")  # its key handler is attached
     page.keyboard.press("Escape")
     page.wait_for_selector(".hit")
     assert "q=a+purple+circle" in page.url

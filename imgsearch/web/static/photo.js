@@ -29,3 +29,4 @@ document.getElementById("back").addEventListener("click", (event) => {
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !(event.target instanceof HTMLInputElement)) back();
 });
+document.body.dataset.ready = "photo"; // the page answers keys from here on (tests wait for it)
