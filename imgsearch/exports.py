@@ -16,9 +16,9 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imgsearch.encoder import Encoder
@@ -210,3 +210,39 @@ def export_image_encoder(
         on_status,
         "exporting the image encoder (once per model) ...",
     )
+
+
+MANIFEST = "manifest.json"  # written last: its presence means the export is complete
+
+
+def read_manifest(export_dir: Path, what: str, formats: Collection[int]) -> dict[str, Any]:
+    """An export's manifest, checked: readable, of a known format, every listed file there at
+    its size (cheap: no model load). ModelError says to re-index."""
+    from imgsearch.errors import ModelError
+
+    path = export_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"no complete {what} export in {export_dir}: re-index") from exc
+    if manifest.get("format") not in formats:
+        raise ModelError(
+            f"{path}: export format {manifest.get('format')!r} is not one of "
+            f"{tuple(formats)}; re-index to export the {what} again"
+        )
+    for name, size in manifest.get("files", {}).items():
+        file = export_dir / name
+        if not file.is_file() or file.stat().st_size != size:
+            raise ModelError(f"{file} is missing or truncated; re-index to export it again")
+    return manifest
+
+
+def is_exported(read: Callable[[Path], object], export_dir: Path) -> bool:
+    """True when `read(export_dir)` finds a complete export."""
+    from imgsearch.errors import ModelError
+
+    try:
+        read(Path(export_dir))
+    except ModelError:
+        return False
+    return True

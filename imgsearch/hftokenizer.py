@@ -148,13 +148,7 @@ def describe(tokenizer: Any, dest: Path) -> dict[str, Any]:
         raise NotImplementedError(f"{type(hf).__name__} has no Rust tokenizer (tokenizer.json)")
     if getattr(hf, "padding_side", "right") != "right":
         raise NotImplementedError("left-padding HF tokenizers")
-    cleans = {
-        oc_tok._clean_lower: "lower",
-        oc_tok._clean_whitespace: "whitespace",
-        oc_tok._clean_canonicalize: "canonicalize",
-    }
-    if tokenizer.clean_fn not in cleans:
-        raise NotImplementedError(f"unknown tokenizer clean function {tokenizer.clean_fn!r}")
+    clean = clean_mode(tokenizer)
     from tokenizers import Tokenizer
 
     plain = Tokenizer.from_str(backend.to_str())  # the pipeline as loaded, minus call settings
@@ -172,10 +166,25 @@ def describe(tokenizer: Any, dest: Path) -> dict[str, Any]:
         "kind": KIND,
         "file": TOKENIZER_FILE,
         "context_length": int(tokenizer.context_length),
-        "clean": cleans[tokenizer.clean_fn],
+        "clean": clean,
         "pad_id": int(hf.pad_token_id if hf.pad_token_id is not None else 0),
         "truncation_side": str(getattr(hf, "truncation_side", "right")),
         "strip_sep_id": int(hf.sep_token_id) if tokenizer.strip_sep_token else None,
         "language": language,
         "vocab_size": int(backend.get_vocab_size()),
     }
+
+
+def clean_mode(tokenizer: Any) -> str:
+    """The name of an open_clip tokenizer's clean function, as export manifests record it
+    (both tokenizer kinds); NotImplementedError for one we cannot reproduce."""
+    from open_clip import tokenizer as oc_tok
+
+    cleans = {
+        oc_tok._clean_lower: "lower",
+        oc_tok._clean_whitespace: "whitespace",
+        oc_tok._clean_canonicalize: "canonicalize",
+    }
+    if tokenizer.clean_fn not in cleans:
+        raise NotImplementedError(f"unknown tokenizer clean function {tokenizer.clean_fn!r}")
+    return cleans[tokenizer.clean_fn]

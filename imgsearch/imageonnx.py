@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from imgsearch import exports
 from imgsearch.errors import ModelError
 from imgsearch.modelspec import ModelSpec
 
@@ -44,26 +45,11 @@ class OnnxExportError(ModelError):
 
 def exported(export_dir: Path) -> bool:
     """True when `export_dir` holds a complete export of this format (manifest written last)."""
-    try:
-        _read_manifest(Path(export_dir))
-    except ModelError:
-        return False
-    return True
+    return exports.is_exported(_read_manifest, export_dir)
 
 
 def _read_manifest(export_dir: Path) -> dict[str, Any]:
-    path = export_dir / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"no complete image encoder export in {export_dir}: re-index") from exc
-    if manifest.get("format") != FORMAT_VERSION:
-        raise ModelError(f"{path}: export format {manifest.get('format')!r} is not current")
-    for name, size in manifest.get("files", {}).items():
-        file = export_dir / name
-        if not file.is_file() or file.stat().st_size != size:
-            raise ModelError(f"{file} is missing or truncated; delete {export_dir} and re-index")
-    return manifest
+    return exports.read_manifest(export_dir, "image encoder", (FORMAT_VERSION,))
 
 
 class OnnxImageEncoder:

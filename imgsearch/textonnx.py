@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from imgsearch import exports
 from imgsearch.errors import ModelError
 from imgsearch.tokenizer import Tokenizer, pad, write_merges
 
@@ -68,30 +69,12 @@ class OnnxExportError(ModelError):
 
 def exported(export_dir: Path) -> bool:
     """True when `export_dir` holds a complete, readable export (manifest written last)."""
-    try:
-        _read_manifest(Path(export_dir))
-    except ModelError:
-        return False
-    return True
+    return exports.is_exported(_read_manifest, export_dir)
 
 
 def _read_manifest(export_dir: Path) -> dict[str, Any]:
     """Parse and check the manifest and the files it lists (cheap: no model load)."""
-    path = export_dir / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"no complete text encoder export in {export_dir}: re-index") from exc
-    if manifest.get("format") not in READABLE_FORMATS:
-        raise ModelError(
-            f"{path}: export format {manifest.get('format')!r} is not one of "
-            f"{READABLE_FORMATS}; re-index to re-export the text encoder"
-        )
-    for name, size in manifest.get("files", {}).items():
-        file = export_dir / name
-        if not file.is_file() or file.stat().st_size != size:
-            raise ModelError(f"{file} is missing or truncated; re-index to re-export")
-    return _upgrade(manifest)
+    return _upgrade(exports.read_manifest(export_dir, "text encoder", READABLE_FORMATS))
 
 
 def _upgrade(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -295,22 +278,17 @@ def _write_tokenizer(kind: str, tokenizer: Any, folder: Path) -> dict[str, Any]:
         from imgsearch import hftokenizer
 
         return hftokenizer.describe(tokenizer, folder)
-    from open_clip import tokenizer as oc_tok
 
-    cleans = {
-        oc_tok._clean_lower: "lower",
-        oc_tok._clean_whitespace: "whitespace",
-        oc_tok._clean_canonicalize: "canonicalize",
-    }
-    if tokenizer.clean_fn not in cleans:
-        raise NotImplementedError(f"unknown tokenizer clean function {tokenizer.clean_fn!r}")
+    from imgsearch.hftokenizer import clean_mode
+
+    clean = clean_mode(tokenizer)
     merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.__getitem__)
     write_merges((" ".join(m) for m in merges), folder / MERGES)
     cfg = {
         "kind": CLIP_BPE,
         "file": MERGES,
         "context_length": tokenizer.context_length,
-        "clean": cleans[tokenizer.clean_fn],
+        "clean": clean,
         "special_tokens": [tokenizer.decoder[i] for i in tokenizer.all_special_ids],
         "vocab_size": tokenizer.vocab_size,
     }
