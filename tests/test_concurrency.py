@@ -68,7 +68,11 @@ def test_queries_during_an_index_run_see_consistent_snapshots(run, tiny_model, t
         gone.unlink()
     kept = [str(p) for p in initial[2:]]
 
-    writer = start(["index", photos, "--library", library, "--batch-size", BATCH], tmp_path / "l")
+    # torch keeps the writer busy long enough for hundreds of queries (onnxruntime is faster)
+    writer = start(
+        ["index", photos, "--library", library, "--batch-size", BATCH, "--runtime", "torch"],
+        tmp_path / "l",
+    )
     answers: list[Answer] = []
     errors: list[str] = []
     cli_answers: list[Answer] = []
