@@ -9,7 +9,8 @@ import pytest
 
 from imgsearch.modelspec import PreprocessSpec
 
-SHARED_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "photos"
+# resolved: the library stores real paths, and ../shared may be a symbolic link
+SHARED_PHOTOS = (Path(__file__).resolve().parents[3] / "shared" / "photos").resolve()
 needs_photos = pytest.mark.skipif(
     not SHARED_PHOTOS.is_dir(),
     reason=f"shared test photos not found at {SHARED_PHOTOS} (../shared/photos)",
