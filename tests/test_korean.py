@@ -129,7 +129,7 @@ def test_korean_label_names_tag_and_classify(run, korean_library, tmp_path):
         f"labels = {json.dumps(names, ensure_ascii=False)}\n"
     )
     right = 0
-    for path, color, shape in korean_library[:: PER_CLASS]:
+    for path, color, shape in korean_library[::PER_CLASS]:
         found = json.loads(run("classify", path, "--labels", labels, "-k", "1", "--json").stdout)
         right += found[0]["labels"][0]["label"] == ko_caption(color, shape)
     assert right / len(CLASSES) >= 0.85
