@@ -446,10 +446,10 @@ def _progress_bar(quiet: bool) -> _Bar | None:
 
 
 # ---- query / similar --------------------------------------------------------------------------
-def _searcher(ctx: click.Context, library: str | None, **flags: Any) -> Any:
+def _searcher(settings: config_mod.Settings) -> Any:
+    """The CLI's Searcher, on settings the command resolved once."""
     from imgsearch.search import Searcher
 
-    settings = settings_from(ctx, library=library, **flags)
     return Searcher(settings.library_path, settings=settings, one_shot=True)
 
 
@@ -538,7 +538,7 @@ def query(
             "give a text to search for, --image FILE or a filter "
             "(e.g. imgsearch query dog + beach - people)"
         )
-    with _searcher(ctx, library, templates=templates, cutoff=cutoff, lang=lang) as searcher:
+    with _searcher(settings) as searcher:
         result = searcher.search(q)
         _print_result(result, fmt, searcher.settings, min_score, q)
 
@@ -595,7 +595,7 @@ def similar(
     settings = settings_from(ctx, library=library, cutoff=cutoff)
     filters = (Filter("in", (folder,)),) if folder is not None else ()
     q = Query(k=limit, min_score=min_score, filters=filters, cutoff=settings.cutoff)
-    with _searcher(ctx, library, cutoff=cutoff) as searcher:
+    with _searcher(settings) as searcher:
         result = searcher.similar_to(file, q)
         _print_result(result, fmt, searcher.settings, min_score, q)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from imgsearch.cli import _open_existing, cli, library_option, settings_from
+from imgsearch.cli import _open_existing, cli, library_option, output_options, settings_from
 from imgsearch.output import echo, render_rows, warn
 from imgsearch.paths import canonical
 
@@ -189,8 +189,7 @@ def album_list(ctx: click.Context, as_json: bool, library: str | None) -> None:
 
 @album.command("show")
 @click.argument("name")
-@click.option("--json", "fmt", flag_value="json", help="Print a JSON array of hits.")
-@click.option("--paths", "fmt", flag_value="paths", help="Print paths only, one per line.")
+@output_options
 @library_option
 @click.pass_context
 def album_show(ctx: click.Context, name: str, fmt: str | None, library: str | None) -> None:
@@ -208,7 +207,7 @@ def album_show(ctx: click.Context, name: str, fmt: str | None, library: str | No
         found = albumstore.members(lib, name)
         info = lib.info(i for i, _, _ in found)
     hits = [
-        Hit(p, float(s), i, info[i].width, info[i].height, info[i].taken_at)
+        Hit(p, float(s), i, info[i].width, info[i].height, info[i].taken_at, info[i])
         for i, p, s in found
         if i in info
     ]

@@ -2,7 +2,7 @@
 
 Each filter is a WHERE fragment; `|` values are OR-ed, filters AND-ed, a negated filter keeps
 what does not match (unknown metadata included). `tag:` and `album:` come from providers the
-features that own them register (`register`), so this module knows no tag or album tables.
+features that own them (`_FEATURES`), so this module knows no tag or album tables.
 """
 
 from __future__ import annotations
@@ -40,9 +40,7 @@ HAS = {
 _DATE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 _NEAR = re.compile(r"^(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)(?:,(\d+(?:\.\d+)?)(km|m)?)?$")
 
-# key -> provider(library, values) -> ids (tag:, album:)
 Provider = Callable[["Library", Sequence[str]], "npt.NDArray[np.int64]"]
-_PROVIDERS: dict[str, Provider] = {}
 
 
 # the features that answer them, imported on first use: "module:function(library, name)"
@@ -52,15 +50,8 @@ _FEATURES = {
 }
 
 
-def register(key: str, provider: Provider) -> None:
-    """Let a feature answer its own filter key (tags answer `tag:`, albums `album:`)."""
-    _PROVIDERS[key] = provider
-
-
 def _provider(key: str) -> Provider:
-    """The registered provider, else the built-in feature's: ids having any of the values."""
-    if key in _PROVIDERS:
-        return _PROVIDERS[key]
+    """The feature's answer to its key: the ids having any of the values."""
     import importlib
 
     module, _, name = _FEATURES[key].partition(":")

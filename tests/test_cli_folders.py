@@ -131,9 +131,10 @@ def test_an_emptied_root_on_its_own_device_is_emptied(run, two_roots):
 def test_library_inside_the_photo_folder_is_refused(run, tiny_model, tmp_path):
     pics = tmp_path / "pics"
     make_pictures(pics, 2)
-    for library in (pics, pics / "library"):
-        result = run("index", pics, "--model", tiny_model, "--library", library, code=1)
-        assert "would be inside the photo folder" in result.stderr or "not empty" in result.stderr
+    result = run("index", pics, "--model", tiny_model, "--library", pics, code=1)
+    assert "is not an imgsearch library and is not empty" in result.stderr
+    result = run("index", pics, "--model", tiny_model, "--library", pics / "library", code=1)
+    assert "would be inside the photo folder" in result.stderr
     assert sorted(p.name for p in pics.iterdir()) == ["pic_000.png", "pic_001.png"]
 
 
