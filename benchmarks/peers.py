@@ -12,6 +12,15 @@ before anything is timed. Per set and round, in alternating order: fresh index (
 query on a new database, which indexes the folder first), unchanged re-index (rclip: the same
 again) and cold query (rclip `--no-indexing`), wall-clock and peak RSS of the whole process
 tree (psutil, main process + workers). Results: benchmarks/results/peers-<date>-<machine>.json.
+
+Both tools start the way an installed tool does. rclip runs from its venv with the bytecode
+pip compiled; imgsearch runs from a bare venv interpreter (`--imgsearch-venv`) with this
+checkout and this interpreter's site-packages on PYTHONPATH, its bytecode compiled first, the
+way `pip install` leaves a package. Without that, this machine would charge imgsearch alone for
+two things no user has. PYTHONDONTWRITEBYTECODE is set here, so an editable checkout
+recompiles every module on every run (~0.1 s). A sandbox `.pth` file in the base
+site-packages imports certifi at every interpreter start (~50 ms), and a venv skips it.
+`startup_s_*` records what a bare start costs each way.
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
+import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +51,7 @@ MODEL = "ViT-B-32-256"
 RCLIP_SUBDIR = "ViT-B-32-256-datacomp_s34b_b86k"  # rclip.model_download.MODEL_SUBDIR
 RCLIP_VOCAB = "tokenizer/bpe_simple_vocab_16e6.txt.gz"  # rclip.model_download.TOKENIZER_VOCAB
 QUERY = "a photo of a dog"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def log(text: str) -> None:
@@ -54,6 +66,36 @@ def ensure_rclip(venv: Path) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "rclip"], check=True)
     return exe
+
+
+def ensure_imgsearch_interpreter(venv: Path) -> list[str]:
+    """imgsearch's command on a bare venv interpreter (no site-packages .pth files), like rclip's.
+
+    The venv holds only a console script; imports come from PYTHONPATH (this checkout, then
+    this interpreter's site-packages), which is set in `Tools.env`. The checkout's modules are
+    byte-compiled first, as `pip install` does.
+    """
+    import compileall
+
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    script = venv / "bin" / "imgsearch"
+    script.write_text(f"#!{python}\nimport sys\nfrom imgsearch.cli import main\nsys.exit(main())\n")
+    script.chmod(0o755)
+    for package in ("imgsearch", "indexer"):
+        compileall.compile_dir(str(REPO / package), quiet=1)
+    return [str(script)]
+
+
+def startup_s(python: str, env: dict[str, str], runs: int = 5) -> float:
+    """Best-of wall time of `python -c pass` in `env`: the interpreter's own start cost."""
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([python, "-c", "pass"], env=env, check=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def export_rclip_model(datadir: Path) -> None:
@@ -119,9 +161,12 @@ def linked_set(files: list[Path], dest: Path) -> Path:
 class Tools:
     """The two command lines, with their state kept under `scratch`."""
 
-    def __init__(self, rclip: Path, datadir: Path, scratch: Path) -> None:
-        self.rclip, self.datadir, self.scratch = rclip, datadir, scratch
-        self.env = {**os.environ, "RCLIP_DATADIR": str(datadir), "HF_HUB_OFFLINE": "1"}
+    def __init__(self, rclip: Path, imgsearch: list[str], datadir: Path, scratch: Path) -> None:
+        self.rclip, self.imgsearch, self.datadir, self.scratch = rclip, imgsearch, datadir, scratch
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env = {**base, "RCLIP_DATADIR": str(datadir), "HF_HUB_OFFLINE": "1"}
+        site = sysconfig.get_paths()["purelib"]
+        self.imgsearch_env = {**self.env, "PYTHONPATH": os.pathsep.join([str(REPO), site])}
 
     def fresh(self, tool: str, folder: Path) -> throughput.CommandRun:
         if tool == "rclip":
@@ -142,16 +187,19 @@ class Tools:
         return self._imgsearch("query", QUERY, "-k", "10")
 
     def _imgsearch(self, *args: str) -> throughput.CommandRun:
-        cmd = [*throughput.imgsearch_command(), *args, "--library", str(self.scratch / "library")]
+        cmd = [*self.imgsearch, *args, "--library", str(self.scratch / "library")]
         if args[0] == "index":
             cmd += ["--model", MODEL, "--pretrained", "none"]
-        return self._run(cmd, None)
+        return self._run(cmd, None, self.imgsearch_env)
 
-    def _run(self, cmd: list[str], cwd: Path | None) -> throughput.CommandRun:
+    def _run(
+        self, cmd: list[str], cwd: Path | None, env: dict[str, str] | None = None
+    ) -> throughput.CommandRun:
         old = os.getcwd()
         os.chdir(cwd or old)
         saved = dict(os.environ)
-        os.environ.update(self.env)
+        os.environ.clear()
+        os.environ.update(env or self.env)
         try:
             run = throughput.run_command(cmd)
         finally:
@@ -200,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip-12mp", action="store_true")
     ap.add_argument("--rclip-venv", type=Path, default=Path("/tmp/rclip-venv"))
+    ap.add_argument("--imgsearch-venv", type=Path, default=Path("/tmp/imgsearch-bench-venv"))
     ap.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -227,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_12mp:
             log(f"making/reusing 12 MP copies in {cache} ...")
             sets.append(("12mp", linked_set(corpus.make_12mp(files, cache), scratch / "set-12mp")))
-        tools = Tools(rclip, datadir, scratch)
+        tools = Tools(rclip, ensure_imgsearch_interpreter(args.imgsearch_venv), datadir, scratch)
+        r["startup_s_rclip_venv"] = startup_s(str(args.rclip_venv / "bin" / "python"), tools.env)
+        r["startup_s_imgsearch_venv"] = startup_s(
+            str(args.imgsearch_venv / "bin" / "python"), tools.imgsearch_env
+        )
+        r["startup_s_base_interpreter"] = startup_s(sys.executable, tools.env)
         # warm-up (untimed): imgsearch's one-off ONNX exports of this model, page cache
         tools.fresh("imgsearch", linked_set(files[:4], scratch / "warm"))
         for label, folder in sets:

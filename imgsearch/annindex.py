@@ -8,15 +8,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from imgsearch import lazy
 from imgsearch.library import OK, wrap_db_error
 from imgsearch.vectors import IndexParams, VectorIndex
 
 if TYPE_CHECKING:
     import sqlite3
 
+    import numpy as np
+
     from imgsearch.library import Library
+else:
+    np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
-
+from imgsearch import lazy
 from imgsearch.errors import ImgsearchError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
+
 
 POLICIES = ("auto", "none")
 MIN_BACKGROUND = 20  # fewer sampled scores than this say nothing about the background

@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import numpy as np
-
-from imgsearch import modelspec
+from imgsearch import lazy, modelspec
 from imgsearch.errors import ModelError
 from imgsearch.modelspec import ModelSpec, PreprocessSpec
 
 if TYPE_CHECKING:
+    import numpy as np
     import numpy.typing as npt
+else:
+    np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
 
 log = logging.getLogger(__name__)
 SCHEMAS = ("hf-hub:", "local-dir:")

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 TEXT = "text-encoders"
+TEXT_FORMATS = (1, 2)  # text-tower manifest formats that load (imgsearch.textonnx)
 IMAGE = "image-encoders"
 
 
@@ -108,12 +109,9 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def installed(dest: Path) -> bool:
-    """Does `dest` hold a complete export (cheap: reads the manifest only)?"""
-    try:
-        from imgsearch import textonnx
-    except ImportError:
-        return False
-    return textonnx.exported(dest)
+    """Does `dest` hold a complete text export? Cheap: reads the manifest only, and imports
+    neither onnxruntime nor numpy (an unchanged re-index asks this and needs nothing else)."""
+    return is_exported(lambda folder: read_manifest(folder, "text encoder", TEXT_FORMATS), dest)
 
 
 def install_text_encoder(

@@ -19,18 +19,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from imgsearch import lazy
 from imgsearch.errors import LibraryBusyError, LibraryError, ModelError
 from imgsearch.modelspec import ModelSpec
 from imgsearch.paths import display, from_key, prefix_range, to_key
 from imgsearch.photo import METADATA_VERSION, PhotoMeta
 
 if TYPE_CHECKING:
+    import numpy as np
     import numpy.typing as npt
     import sqlalchemy as sa
 
     from imgsearch.annindex import DerivedIndex
+else:
+    np = lazy.numpy  # an unchanged re-index never needs numpy
 
 DB_NAME = "library.db"
 LOCK_NAME = "write.lock"

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+READABLE_FORMATS = exports.TEXT_FORMATS
 MANIFEST = "manifest.json"
 GRAPH = "text_encoder.onnx"
 WEIGHTS = "text_encoder.onnx.data"

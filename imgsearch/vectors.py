@@ -21,16 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from imgsearch import lazy
 
 if TYPE_CHECKING:
     import sqlite3
 
+    import numpy as np
     import numpy.typing as npt
 
     from imgsearch.config import Settings
 
     Fetch = Callable[[npt.NDArray[np.int64]], tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+else:
+    np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
 
 log = logging.getLogger(__name__)
 FILE_RE = re.compile(r"^vectors-(\d+)\.faiss$")

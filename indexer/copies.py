@@ -10,12 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
-
+from imgsearch import lazy
 from imgsearch.filehash import content_hash
 from imgsearch.library import ImageRecord, Library
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
+
 
 log = logging.getLogger(__name__)
 

@@ -7,18 +7,14 @@ batch is committed on its own, so a killed run keeps what it finished.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from imgsearch import modelspec
+from imgsearch import lazy, modelspec
 from imgsearch.errors import ImgsearchError
 from imgsearch.folders import missing_roots
 from imgsearch.library import (
@@ -39,11 +35,17 @@ from indexer.copies import CopyFinder
 from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    import numpy as np
+
     from imgsearch.config import Settings
     from imgsearch.encoder import Encoder
     from imgsearch.modelspec import PreprocessSpec
     from indexer.decode import Decoded, DecodeFailed
     from indexer.gpudecode import DeviceDecoder, JpegPayload
+else:
+    np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
 
 log = logging.getLogger(__name__)
 # Images decoded ahead while the model loads: 16 batches of 32 at 224 px hold ~75 MB.
@@ -252,6 +254,9 @@ class DecodeStream:
         self._max_pending = max(1 if gated else 2 * workers, lookahead // chunk)
         if self._inline:
             return
+        import multiprocessing  # here: an unchanged re-index starts no pool
+        from concurrent.futures import ProcessPoolExecutor
+
         # forkserver: workers never inherit torch's threads or a half-held lock from this process.
         ctx = multiprocessing.get_context("forkserver")
         decoder_module = "indexer.gpudecode" if for_device else "indexer.decode"

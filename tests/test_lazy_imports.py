@@ -48,10 +48,12 @@ def test_text_query_needs_neither_torch_nor_sqlalchemy(run, tiny_model, pictures
 def test_unchanged_reindex_imports_no_model_decoder_or_sqlalchemy(
     run, tiny_model, pictures, isolated_env
 ):
-    """Re-indexing an unchanged tree costs a stat per file: no torch, PIL or SQLAlchemy."""
+    """Re-indexing an unchanged tree costs a stat per file: no torch, PIL or SQLAlchemy, and no
+    numpy, FAISS, tokenizer or process pool either (together a third of such a run)."""
     run("index", pictures[0].parent, "--model", tiny_model)
     code = PROBE.format(args=["index", str(pictures[0].parent), "--library", str(isolated_env)])
-    code += "print(sorted(m for m in ('sqlalchemy', 'PIL', 'onnxruntime') if m in sys.modules))\n"
+    heavy = ("sqlalchemy", "PIL", "onnxruntime", "numpy", "faiss", "regex", "multiprocessing")
+    code += f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first, second = out.stdout.strip().splitlines()[-2:]
     assert first == "0 []" and second == "[]", out.stdout + out.stderr
