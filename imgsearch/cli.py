@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -297,7 +298,9 @@ def index(
                     lib, settings, explicit=bool(model or pretrained)
                 )
 
+                @functools.cache
                 def load() -> Any:
+                    """torch's model, loaded at most once a run (image and text exports)."""
                     from imgsearch.encoder import load_encoder
 
                     if not quiet:
@@ -308,8 +311,9 @@ def index(
                     from imgsearch import runtime as runtime_mod
 
                     return runtime_mod.load_image_encoder(
-                        name, weights, settings, on_status=None if quiet else say, on_warning=say
-                    )
+                        name, weights, settings, on_status=None if quiet else say,
+                        on_warning=say, load_torch=load,
+                    )  # fmt: skip
 
                 result = pipeline.run(
                     lib,

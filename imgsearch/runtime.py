@@ -62,8 +62,13 @@ def load_image_encoder(
     *,
     on_status: Callable[[str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    load_torch: Callable[[], Encoder] | None = None,
 ) -> ImageEncoder:
-    """The image encoder for an index run; a cached ONNX export loads without torch."""
+    """The image encoder for an index run; a cached ONNX export loads without torch.
+
+    `load_torch` (the run's own, memoised torch loader) supplies the model to export on a first
+    run, so the text-tower export after it reuses that model instead of loading it again.
+    """
     from imgsearch import exports
 
     label = f"{name} / {pretrained}" if pretrained else name
@@ -85,6 +90,10 @@ def load_image_encoder(
         return _remembered(imageonnx.OnnxImageEncoder(export_dir))
     reason = exports.image_unsupported(export_dir)
     if reason is None:
+        if encoder is None and load_torch is not None:
+            encoder = load_torch()
+            if encoder.device != "cpu":  # `--runtime onnx` on a GPU machine: export on the CPU
+                encoder = None
         if encoder is None:
             encoder = _torch(name, pretrained, "cpu", label, on_status)
         try:

@@ -86,6 +86,9 @@ def test_first_run_exports_and_later_runs_reuse(run, tmp_path, pictures):
     model = "local-dir:" + str(make_random_model_dir(tmp_path / "fresh-model", seed=3))
     first = run("index", pictures[0].parent, "--model", model).stderr
     assert "exporting the image encoder (once per model) ..." in first
+    assert "exporting the text encoder" in first
+    # one torch load serves both exports (it was loaded twice, a second or more each)
+    assert first.count("loading model") == 1, first
     assert imageonnx.exported(exports.image_export_dir(model, ""))
     other = tmp_path / "other-library"
     again = run("index", pictures[0].parent, "--model", model, "--library", other).stderr

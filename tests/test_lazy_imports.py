@@ -57,3 +57,17 @@ def test_unchanged_reindex_imports_no_model_decoder_or_sqlalchemy(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first, second = out.stdout.strip().splitlines()[-2:]
     assert first == "0 []" and second == "[]", out.stdout + out.stderr
+
+
+def test_lazy_module_loads_on_first_attribute():
+    """`np = lazy.numpy` stands in for numpy until used, then is numpy's own attributes."""
+    code = (
+        "import sys\n"
+        "from imgsearch.lazy import LazyModule\n"
+        "m = LazyModule('json')\n"
+        "before = 'json' in sys.modules\n"
+        "out = m.dumps([1])\n"
+        "print(before, 'json' in sys.modules, out, m.dumps is sys.modules['json'].dumps)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "[1]", "True"]
