@@ -268,9 +268,8 @@ def albums_score_new(library: Library, ids: Iterable[int]) -> int:
 
 def albums_of(library: Library, image_id: int) -> list[dict]:
     """The albums a photo is in (its score) or an example of (like / unlike): the photo page."""
-    member = dict(
-        store.rows(library, "SELECT album, score FROM album_members WHERE image_id = ?", (image_id,))
-    )
+    sql = "SELECT album, score FROM album_members WHERE image_id = ?"
+    member = dict(store.rows(library, sql, (image_id,)))
     example = dict(
         store.rows(
             library,

@@ -85,6 +85,14 @@ def _present(text: str) -> set[str]:
         return set()
 
 
+def tag_names(rows: list[dict]) -> list[tuple[str, dict]]:
+    """(what tag: takes, row) for `clip.tags.counts` rows: the label, or set/label when two
+    sets share it (tag:label would match both)."""
+    labels = [r["tag"] for r in rows]
+    shared = {t for t in labels if labels.count(t) > 1}
+    return [(f"{r['set']}/{r['tag']}" if r["tag"] in shared else r["tag"], r) for r in rows]
+
+
 # ---- the filter panel -------------------------------------------------------------------------
 def facets_context(web: Web, request: Request) -> dict[str, Any]:
     """Every facet's values with counts, each with the URL that adds its filter to the query
@@ -114,11 +122,7 @@ def facets_context(web: Web, request: Request) -> dict[str, Any]:
         values = [value(key, display(v) if key == "in" else v, n, v) for v, n in raw[name]]
         groups.append({"name": name, "key": key, "heading": heading, "values": values})
     tag_rows = tags_mod.counts(library)
-    labels = [r["tag"] for r in tag_rows]
-    tags = [
-        value("tag", r["tag"] if labels.count(r["tag"]) == 1 else f"{r['set']}/{r['tag']}", r["photos"])
-        for r in tag_rows
-    ]
+    tags = [value("tag", name, r["photos"]) for name, r in tag_names(tag_rows)]
     groups.append({"name": "tags", "key": "tag", "heading": "Tags", "values": tags})
     albums = [value("album", a.name, a.members) for a in albumstore.list_albums(library)]
     groups.append({"name": "albums", "key": "album", "heading": "Albums", "values": albums})
@@ -208,11 +212,8 @@ def tags_context(web: Web, request: Request) -> dict[str, Any]:
     """`imgsearch tags`: every tag with its photo count and the search that shows them."""
     from imgsearch.clip import tags as tags_mod
 
-    rows = tags_mod.counts(web.searcher.library)
-    labels = [r["tag"] for r in rows]
     out = []
-    for r in rows:
-        name = r["tag"] if labels.count(r["tag"]) == 1 else f"{r['set']}/{r['tag']}"
+    for name, r in tag_names(tags_mod.counts(web.searcher.library)):
         word = filter_word("tag", name)
         out.append({**r, "search": "/?" + urlencode({"q": word}) if word else None})
     context: dict[str, Any] = {"tags": out}

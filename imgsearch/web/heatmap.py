@@ -136,7 +136,8 @@ def heat_json(heat: Heat, image_id: int, q: str) -> dict[str, Any]:
     grid = [[round(float(part[np.ix_(r, c)].mean()), 3) for c in cols] for r in rows]
     py, px = np.unravel_index(int(np.argmax(part)), part.shape)
     x0, y0, x1, y1 = heat.box
-    peak = (x0 + (px + 0.5) / part.shape[1] * (x1 - x0), y0 + (py + 0.5) / part.shape[0] * (y1 - y0))
+    rows_n, cols_n = part.shape
+    peak = (x0 + (px + 0.5) / cols_n * (x1 - x0), y0 + (py + 0.5) / rows_n * (y1 - y0))
     return {
         "id": image_id,
         "query": heat.text,
