@@ -120,6 +120,9 @@ def facets_context(web: Web, request: Request) -> dict[str, Any]:
     groups = []
     for name, key, heading in PANEL:
         values = [value(key, display(v) if key == "in" else v, n, v) for v, n in raw[name]]
+        if key == "in":  # the panel is narrow: the folder's last two names (the title has all)
+            for item in values:
+                item["label"] = os.sep.join(item["value"].rstrip(os.sep).split(os.sep)[-2:])
         groups.append({"name": name, "key": key, "heading": heading, "values": values})
     tag_rows = tags_mod.counts(library)
     tags = [value("tag", name, r["photos"]) for name, r in tag_names(tag_rows)]
