@@ -110,9 +110,7 @@ class ThumbCache:
         key = content_key(image, px)
         return self.folder / key[:2] / f"{key}.webp"
 
-    def warm(
-        self, images: list[ImageDetail], px: int
-    ) -> tuple[int, int, list[tuple[str, str]]]:
+    def warm(self, images: list[ImageDetail], px: int) -> tuple[int, int, list[tuple[str, str]]]:
         """Make the thumbnails of `images` not cached yet, in the pool: (made, cached, failed
         as (path, reason))."""
         todo = [i for i in images if not self._target(i, px).is_file()]

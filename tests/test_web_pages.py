@@ -307,3 +307,14 @@ def test_explain_refuses_a_query_without_text(client):
     response = client.get(f"/photo/{hit['id']}/explain.json", params={"q": "ext:png"})
     assert response.status_code == 400 and "explain needs a text query" in response.json()["error"]
     assert client.get("/photo/99999/explain.json", params={"q": "a star"}).status_code == 404
+
+
+def test_the_photo_page_tag_of_several_words_searches_that_tag(client, app):
+    from imgsearch.clip import tags as tags_mod
+
+    library = app.state.web.searcher.library
+    image_id = int(tags_mod.ids_with_tag(library, "a green star")[0])
+    tag = next(t for t in client.get(f"/photo/{image_id}.json").json()["tags"])
+    assert tag["search"] == "/?q=tag%3A%22a+green+star%22"
+    hits = client.get("/search.json?" + tag["search"][2:]).json()["hits"]
+    assert sorted(h["id"] for h in hits) == tags_mod.ids_with_tag(library, "a green star").tolist()

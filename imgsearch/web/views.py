@@ -237,9 +237,10 @@ def photo_context(web: Web, image_id: int, q: str = "") -> dict[str, Any]:
         problem=problem,
     )
     from imgsearch.clip import tags as tags_mod  # issue 11: `imgsearch tag` results
+    from imgsearch.web.browse import filter_word
 
     data["tags"] = [
-        {**t, "search": "/?" + urlencode({"q": f"tag:{t['tag']}"})}
+        {**t, "search": "/?" + urlencode({"q": filter_word("tag", t["tag"]) or t["tag"]})}
         for t in tags_mod.tags_of(web.searcher.library, image_id)
     ]
     from imgsearch.clip.albumstore import albums_of
