@@ -318,3 +318,29 @@ def test_the_photo_page_tag_of_several_words_searches_that_tag(client, app):
     assert tag["search"] == "/?q=tag%3A%22a+green+star%22"
     hits = client.get("/search.json?" + tag["search"][2:]).json()["hits"]
     assert sorted(h["id"] for h in hits) == tags_mod.ids_with_tag(library, "a green star").tolist()
+
+
+def test_removing_an_example_refits_the_album_and_keeps_its_last_like(client, app):
+    from imgsearch.clip import albumstore
+
+    reds = client.get("/search.json", params={"q": "a red square", "size": 2}).json()["hits"]
+    ids = [h["id"] for h in reds]
+    assert post_json(client, app, "/api/albums/add", {"album": "sq", "ids": ids}).status_code == 200
+    library = app.state.web.searcher.library
+    try:
+        page = client.get("/albums/sq.json").json()
+        assert {(e["id"], e["as"]) for e in page["example_photos"]} == {(i, "like") for i in ids}
+        gone = post_json(client, app, "/api/albums/remove", {"album": "sq", "ids": [ids[0]]})
+        assert gone.status_code == 200 and gone.json()["like"] == 1
+        assert albumstore.info(library, "sq").positives == (reds[1]["path"],)
+        last = post_json(client, app, "/api/albums/remove", {"album": "sq", "ids": [ids[1]]})
+        assert last.status_code == 400 and "needs at least one like" in last.json()["error"]
+        assert albumstore.info(library, "sq").positives == (reds[1]["path"],)  # untouched
+        stranger = post_json(client, app, "/api/albums/remove", {"album": "sq", "ids": [ids[0]]})
+        assert stranger.status_code == 400 and "is not an example" in stranger.json()["error"]
+        nothing = post_json(client, app, "/api/albums/remove", {"album": "nope", "ids": [ids[0]]})
+        assert nothing.status_code == 404
+        bare = client.post("/api/albums/remove", content=json.dumps({"album": "sq", "ids": ids}))
+        assert bare.status_code == 403
+    finally:
+        albumstore.delete(library, "sq")

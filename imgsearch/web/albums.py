@@ -1,8 +1,9 @@
 """Albums in the web UI: the list, one album's photos, and "add the selection as like / unlike".
 
 Albums are `clip.albumstore`'s (the `imgsearch album` commands): the web adds no album logic.
-The one mutating view, `add`, is a POST guarded by `security.check_post`; it takes library ids,
-never paths, and writes under the library's write lock without waiting for an `index` run.
+The mutating views, `add` and `remove`, are POSTs guarded by `security.check_post`; they take
+library ids, never paths, and write under the library's write lock without waiting for an
+`index` run.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def album_context(web: Web, name: str) -> dict[str, Any]:
         except ImgsearchError as exc:
             raise security.Refused(404, str(exc)) from exc
         members = albumstore.members(library, name)
-        details = library.details(i for i, _, _ in members[:MEMBERS_SHOWN])
+        example_paths = [*album.positives, *album.negatives]
+        known = library.known_files(paths=example_paths)
+        shown_ids = [i for i, _, _ in members[:MEMBERS_SHOWN]]
+        details = library.details([*shown_ids, *(k.id for k in known.values())])
     hits = []
     for rank, (image_id, path, score) in enumerate(members, 1):
         image = details.get(image_id)
@@ -97,6 +101,19 @@ def album_context(web: Web, name: str) -> dict[str, Any]:
         )
     context = album_row(album)
     context.update(album=album.name, examples={"like": album.positives, "unlike": album.negatives})
+    context["example_photos"] = []
+    for path in example_paths:
+        image = details.get(known[path].id) if path in known else None
+        context["example_photos"].append(
+            {
+                "path": path,
+                "as": "like" if path in album.positives else "unlike",
+                "id": image.id if image else None,
+                "name": display(os.path.basename(path)),
+                "photo": f"/photo/{image.id}" if image else None,
+                "thumb": thumb_url(image, 256) if image else None,
+            }
+        )
     context["hits"] = hits
     context["shown"] = min(len(hits), MEMBERS_SHOWN)
     if not hits:
@@ -118,7 +135,7 @@ async def album(request: Request) -> Response:
 
 
 # ---- add to an album (POST) -------------------------------------------------------------------
-def _read_add(body: bytes) -> tuple[str, list[int], bool]:
+def _read_add(body: bytes, *, removing: bool = False) -> tuple[str, list[int], bool]:
     """The JSON body {"album": NAME, "ids": [ID, ...], "as": "like" | "unlike"}, checked."""
     try:
         data = json.loads(body or b"null")
@@ -143,7 +160,7 @@ def _read_add(body: bytes) -> tuple[str, list[int], bool]:
         raise ImgsearchError('"ids" must be a non-empty list of photo ids')
     if len(ids) > MAX_IDS:
         raise ImgsearchError(f"at most {MAX_IDS} photos at a time, got {len(ids)}")
-    if role not in ("like", "unlike"):
+    if role not in ("like", "unlike") and not removing:
         raise ImgsearchError(f'"as" must be "like" or "unlike", not {role!r}')
     return name, list(dict.fromkeys(ids)), role == "like"
 
@@ -172,8 +189,43 @@ def add_examples(web: Web, name: str, ids: list[int], positive: bool) -> dict[st
     return {**album_row(made), "created": not exists, "added": len(paths)}
 
 
+def remove_examples(web: Web, name: str, ids: list[int]) -> dict[str, Any]:
+    """albumstore.remove: photos (by library id) stop being examples of the album."""
+    from imgsearch.clip import albumstore
+
+    library = web.searcher.library
+    details = library.details(ids)
+    missing = [i for i in ids if i not in details]
+    if missing:
+        raise security.Refused(404, f"no image with id {missing[0]} in the library")
+    paths = [details[i].path for i in ids]
+    with web.lock, library.write_lock(wait=False):
+        try:
+            album = albumstore.info(library, name)
+            if not album.text and set(album.positives) <= set(paths):
+                raise ImgsearchError(
+                    f"album {name!r} needs at least one like example; add another first, or "
+                    f"delete the album with  imgsearch album delete {name}"
+                )
+            made = albumstore.remove(library, name, paths)
+        except ImgsearchError as exc:
+            if "no album" in str(exc):
+                raise security.Refused(404, str(exc)) from exc
+            raise
+    return {**album_row(made), "removed": len(ids)}
+
+
 async def add(request: Request) -> Response:
     """POST /api/albums/add: the selection as like or unlike examples of an album."""
+    return await _edit(request, removing=False)
+
+
+async def remove(request: Request) -> Response:
+    """POST /api/albums/remove: photos that should no longer be examples of an album."""
+    return await _edit(request, removing=True)
+
+
+async def _edit(request: Request, *, removing: bool) -> Response:
     from imgsearch.errors import LibraryBusyError
 
     web = _web(request)
@@ -182,9 +234,12 @@ async def add(request: Request) -> Response:
     body = b"" if declared.isdigit() and int(declared) > MAX_BODY else await request.body()
     if len(body) > MAX_BODY or (declared.isdigit() and int(declared) > MAX_BODY):
         raise security.Refused(413, f"request larger than {MAX_BODY // 1024} KiB")
-    name, ids, positive = _read_add(body)
+    name, ids, positive = _read_add(body, removing=removing)
     try:
-        result = await run_in_threadpool(add_examples, web, name, ids, positive)
+        if removing:
+            result = await run_in_threadpool(remove_examples, web, name, ids)
+        else:
+            result = await run_in_threadpool(add_examples, web, name, ids, positive)
     except LibraryBusyError as exc:
         raise security.Refused(409, str(exc)) from exc
     return JSONResponse(result)

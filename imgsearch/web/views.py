@@ -419,5 +419,6 @@ def routes() -> list[Route | Mount]:
         Route("/api/open/{id:int}", open_in_file_manager, methods=["GET", "POST"]),
         Route("/api/example", example, methods=["GET", "POST"]),
         Route("/api/albums/add", albums.add, methods=["GET", "POST"]),
+        Route("/api/albums/remove", albums.remove, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
