@@ -103,6 +103,7 @@ def test_a_typed_query_shows_the_right_pictures_first(page, server, shapes, shot
     assert [h["rank"] for h in top] == list(range(1, PER_CLASS + 1))
     assert all(a["score"] >= b["score"] for a, b in zip(top, top[1:]))
     wait_images(page, 24)
+    page.wait_for_selector("#filters[data-ready]")  # the panel comes after the grid
     first = page.locator(".hit").first
     first.hover()
     score = first.locator(".score")
@@ -355,6 +356,10 @@ def test_selection_then_add_to_album_changes_the_album_in_the_library(page, serv
         page.wait_for_selector("body[data-album='yellows:3:1']")
         assert albumstore.info(library, "yellows").negatives == (outsider_path,)
         page.wait_for_selector(".page-album .summary:has-text('1 unlike')")
+        page.click(".examples .example.unlike button.remove")  # changed our mind: undo it
+        page.wait_for_selector("body[data-album='yellows:3:0']")
+        assert albumstore.info(library, "yellows").negatives == ()
+        page.wait_for_selector(".page-album .summary:has-text('0 unlike')")
     finally:
         albumstore.delete(library, "yellows")
 

@@ -124,13 +124,42 @@ def test_tags_and_albums_are_facets_too(client, app):
     assert facet(client.get("/facets.json").json(), "albums") == []
 
 
-def test_the_search_page_shows_the_panel_and_the_api_does_not_carry_it(client):
+def test_the_search_page_loads_the_panel_after_the_grid_and_the_api_has_none(client):
     page = client.get("/", params={"q": "a star"}, headers={"accept": "text/html"}).text
-    assert 'id="filters"' in page and 'data-filter="ext:png"' in page
-    assert 'href="/?q=a+star+ext%3Apng"' in page
+    assert 'data-fragment="/facets?q=a+star&amp;fragment=1"' in page
     assert "panel" not in client.get("/search.json", params={"q": "a star"}).json()
     fragment = client.get("/facets", params={"q": "a star", "fragment": 1}).text
     assert fragment.lstrip().startswith('<aside id="filters"')
+    assert 'data-filter="ext:png"' in fragment and 'href="/?q=a+star+ext%3Apng"' in fragment
+    whole = client.get("/facets", params={"q": "a star"}, headers={"accept": "text/html"}).text
+    assert "<html" in whole and 'data-filter="ext:png"' in whole
+
+
+def test_facets_are_read_once_per_library_state_and_again_after_an_album_edit(client, app):
+    web = app.state.web
+    calls = []
+    real = web.searcher.facets
+
+    def counted():
+        calls.append(1)
+        return real()
+
+    web.searcher.facets = counted
+    try:
+        for _ in range(3):
+            assert client.get("/facets.json").status_code == 200
+        assert len(calls) == 1
+        hit = client.get("/search.json", params={"q": "a star", "size": 1}).json()["hits"][0]
+        made = post_json(client, app, "/api/albums/add", {"album": "stars", "ids": [hit["id"]]})
+        assert made.status_code == 200
+        albums = facet(client.get("/facets.json").json(), "albums")
+        assert [(a["value"], a["filter"]) for a in albums] == [("stars", "album:stars")]
+        assert len(calls) == 2
+    finally:
+        del web.searcher.facets
+        from imgsearch.clip import albumstore
+
+        albumstore.delete(web.searcher.library, "stars")
 
 
 # ---- duplicates -------------------------------------------------------------------------------

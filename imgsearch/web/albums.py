@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from imgsearch.errors import ImgsearchError
 from imgsearch.paths import display
 from imgsearch.web import security
+from imgsearch.web.browse import forget_facets
 from imgsearch.web.views import _web, render, thumb_url
 
 if TYPE_CHECKING:
@@ -242,4 +243,5 @@ async def _edit(request: Request, *, removing: bool) -> Response:
             result = await run_in_threadpool(add_examples, web, name, ids, positive)
     except LibraryBusyError as exc:
         raise security.Refused(409, str(exc)) from exc
+    forget_facets(web)  # the panel's album counts changed
     return JSONResponse(result)

@@ -80,6 +80,7 @@ class Web:
     examples: _Lru = field(default_factory=lambda: _Lru(EXAMPLES_KEPT))
     vectors: _Lru = field(default_factory=lambda: _Lru(VECTORS_KEPT))
     heatmaps: _Lru = field(default_factory=lambda: _Lru(HEATMAPS_KEPT))
+    facets: _Lru = field(default_factory=lambda: _Lru(1))  # browse.py: the last facets read
     templates: Any = None
 
     def example_vector(self, key: str) -> npt.NDArray[np.float32] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from imgsearch.web.app import Web
 
 FACET_SHOWN = 10  # values per facet in the panel before "more"
+FACETS_TTL_S = 30.0  # facets may lag a tagging run or moved files by this long
 # facet of Searcher.facets() -> (filter key, heading)
 PANEL = (
     ("years", "year", "Year"),
@@ -94,18 +96,35 @@ def tag_names(rows: list[dict]) -> list[tuple[str, dict]]:
 
 
 # ---- the filter panel -------------------------------------------------------------------------
-def facets_context(web: Web, request: Request) -> dict[str, Any]:
-    """Every facet's values with counts, each with the URL that adds its filter to the query
-    (or removes it, when the query has it already)."""
+def library_facets(web: Web) -> tuple[dict[str, list[tuple[str, int]]], list[dict], list[Any]]:
+    """`Searcher.facets()`, tag counts and albums, read again when the library's generation
+    changes, an album is edited here, or after FACETS_TTL_S (a scan costs ~1 s at 100k photos)."""
     from imgsearch.clip import albumstore
     from imgsearch.clip import tags as tags_mod
 
+    library = web.searcher.library
+    generation = library.generation()
+    found = web.facets.find("facets")
+    if found and found[0] == generation and time.monotonic() - found[1] < FACETS_TTL_S:
+        return found[2]
+    data = (web.searcher.facets(), tags_mod.counts(library), albumstore.list_albums(library))
+    web.facets.put("facets", (generation, time.monotonic(), data))
+    return data
+
+
+def forget_facets(web: Web) -> None:
+    with web.facets.lock:
+        web.facets.clear()
+
+
+def facets_context(web: Web, request: Request) -> dict[str, Any]:
+    """Every facet's values with counts, each with the URL that adds its filter to the query
+    (or removes it, when the query has it already)."""
     params = request.query_params
     text = params.get("q", "").strip()
     keep = {k: params[k] for k in ("similar", "example") if params.get(k)}
     present = _present(text)
-    library = web.searcher.library
-    raw = web.searcher.facets()
+    raw, tag_rows, album_rows = library_facets(web)
 
     def value(key: str, shown: str, count: int, raw_value: str | None = None) -> dict[str, Any]:
         word = filter_word(key, raw_value if raw_value is not None else shown)
@@ -124,10 +143,9 @@ def facets_context(web: Web, request: Request) -> dict[str, Any]:
             for item in values:
                 item["label"] = os.sep.join(item["value"].rstrip(os.sep).split(os.sep)[-2:])
         groups.append({"name": name, "key": key, "heading": heading, "values": values})
-    tag_rows = tags_mod.counts(library)
     tags = [value("tag", name, r["photos"]) for name, r in tag_names(tag_rows)]
     groups.append({"name": "tags", "key": "tag", "heading": "Tags", "values": tags})
-    albums = [value("album", a.name, a.members) for a in albumstore.list_albums(library)]
+    albums = [value("album", a.name, a.members) for a in album_rows]
     groups.append({"name": "albums", "key": "album", "heading": "Albums", "values": albums})
     months = sorted(v for v, _ in raw["months"])
     return {

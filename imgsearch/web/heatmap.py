@@ -57,6 +57,22 @@ def explain_text(q: str) -> str:
     return " ".join(words)
 
 
+def explain_links(image_id: int, q: str) -> dict[str, str] | None:
+    """The photo page's heatmap URLs for the search's `q`; None when it has no text to explain."""
+    if not q:
+        return None
+    try:
+        text = explain_text(q)
+    except ImgsearchError:
+        return None  # filters only (or a bad query): nothing to explain
+    query = urlencode({"q": q})
+    return {
+        "query": text,
+        "overlay": f"/photo/{image_id}/explain.png?{query}",
+        "json": f"/photo/{image_id}/explain.json?{query}",
+    }
+
+
 def _axis(photo: int, new: int, out: int) -> tuple[float, float, int, int]:
     """One axis: (start, end) fractions of the photo the model sees, (start, end) in its input."""
     from indexer.decode import _crop_or_pad

@@ -205,10 +205,9 @@ async def search(request: Request) -> Response:
     if fmt == "html" and request.query_params.get("fragment"):
         fmt = "fragment"
     context = await run_in_threadpool(search_context, web, request)
-    if fmt == "html":  # the filter panel: the whole page only, not the API or the next page
-        from imgsearch.web.browse import facets_context
-
-        context["panel"] = await run_in_threadpool(facets_context, web, request)
+    if fmt == "html":  # the filter panel loads after the grid: facets cost a scan of the library
+        keep = {k: v for k, v in _asked(request.query_params).items() if k != "cutoff"}
+        context["panel"] = "/facets?" + urlencode({**keep, "fragment": 1})
     return render(request, "search.html", context, fmt)
 
 
@@ -249,22 +248,10 @@ def photo_context(web: Web, image_id: int, q: str = "") -> dict[str, Any]:
     data["albums"] = [
         {**a, "url": album_url(a["album"])} for a in albums_of(web.searcher.library, image_id)
     ]
-    data["q"] = q
-    data["explain"] = None
-    if q and problem is None:
-        from imgsearch.web.heatmap import explain_text
+    from imgsearch.web.heatmap import explain_links
 
-        try:
-            text = explain_text(q)
-        except ImgsearchError:
-            text = None  # a filters-only query has nothing to explain
-        if text:
-            query = urlencode({"q": q})
-            data["explain"] = {
-                "query": text,
-                "overlay": f"/photo/{image.id}/explain.png?{query}",
-                "json": f"/photo/{image.id}/explain.json?{query}",
-            }
+    data["q"] = q
+    data["explain"] = explain_links(image.id, q) if problem is None else None
     return data
 
 
