@@ -139,6 +139,12 @@ def main(out: Path, home: Path) -> None:
                 {"album": "red stars", "ids": [json.loads(blue)["hits"][0]["id"]], "as": "unlike"},
                 auth=True,
             )
+            show(
+                "Remove an example (the album keeps at least one like)",
+                "/api/albums/remove",
+                {"album": "red stars", "ids": [ids[1]]},
+                auth=True,
+            )
             show("Albums", "/albums.json")
             show("One album: its examples and photos, best first", "/albums/red%20stars.json")
             pid = ids[0]
