@@ -3,6 +3,8 @@
 - serve_search_p50_ms_100k: GET /search.json?q=TEXT on a warm app over a synthetic N-image
   library (benchmarks/synthlib.py), in process (no socket): text encoder, ranking, one page of
   48 hits with their metadata and thumbnail keys, JSON. Every query text is new (no vector cache).
+  serve_search_page_html_p50_ms: the whole HTML page on the same library (fewer requests);
+  serve_facets_first_ms / _cached_p50_ms: the filter panel it then fetches, first and cached.
 - serve_first_grid_s_cold / _warm: in Debian's chromium, from navigation to the first 24 grid
   thumbnails decoded, over full-size photos (../shared/photos/imagenet-500) with an empty
   thumbnail cache, then a warm one (a fresh browser profile both times: the server's cache only).
@@ -79,6 +81,16 @@ def search_p50_ms(library: Path, count: int, tmp: Path) -> dict[str, float]:
             assert r.status_code == 200 and len(r.json()["hits"]) == 48, r.text[:200]
             if i >= 5:  # warm-up: model sessions, FAISS file, SQLite pages
                 times.append(elapsed)
+        pages, facets = [], []  # the HTML page adds the filter panel (Searcher.facets & co)
+        for i in range(max(5, count // 5) + 1):
+            t0 = time.perf_counter()
+            r = client.get("/", params={"q": f"{QUERIES[i % len(QUERIES)]} page {i}"},
+                           headers={"accept": "text/html"})  # fmt: skip
+            pages.append(time.perf_counter() - t0)
+            assert r.status_code == 200 and 'id="filters"' in r.text, r.text[:200]  # placeholder
+            t0 = time.perf_counter()  # the panel, fetched by the page (cached after the first)
+            assert client.get("/facets", params={"fragment": 1}).status_code == 200
+            facets.append(time.perf_counter() - t0)
         searcher, direct = app.state.web.searcher, []
         for i in range(count):  # the same work without the web layer, for its overhead
             t0 = time.perf_counter()
@@ -90,6 +102,9 @@ def search_p50_ms(library: Path, count: int, tmp: Path) -> dict[str, float]:
         "p50_ms": 1000 * statistics.median(times),
         "p95_ms": 1000 * times[int(0.95 * (len(times) - 1))],
         "searcher_p50_ms": 1000 * statistics.median(direct),
+        "html_p50_ms": 1000 * statistics.median(pages[1:]),
+        "facets_first_ms": 1000 * facets[0],
+        "facets_p50_ms": 1000 * statistics.median(facets[1:]),
     }
 
 
@@ -210,6 +225,9 @@ def main() -> None:
             out[f"serve_search_p50_ms_{n // 1000}k"] = round(res["p50_ms"], 2)
             out["serve_search_p95_ms"] = round(res["p95_ms"], 2)
             out["searcher_query_p50_ms_same_library"] = round(res["searcher_p50_ms"], 2)
+            out["serve_search_page_html_p50_ms"] = round(res["html_p50_ms"], 2)
+            out["serve_facets_first_ms"] = round(res["facets_first_ms"], 2)
+            out["serve_facets_cached_p50_ms"] = round(res["facets_p50_ms"], 2)
             print(json.dumps(out), flush=True)
         if PHOTOS.is_dir() and ({"grid", "concurrent"} - set(args.skip)):
             library = photo_library(tmp)

@@ -220,6 +220,7 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help=_help("Decode JPEGs on the cpu, the gpu, or auto (gpu with a CUDA model).", "decode"),
 )
 @click.option("--wait", is_flag=True, help="Wait for another run on the same library to finish.")
+@click.option("--thumbnails", is_flag=True, help="Also make the web UI's grid thumbnails now.")
 @click.option(
     "--allow-nested",
     is_flag=True,
@@ -241,6 +242,7 @@ def index(
     workers: int | None,
     decode: str | None,
     wait: bool,
+    thumbnails: bool,
     allow_nested: bool,
     quiet: bool,
 ) -> None:
@@ -255,6 +257,7 @@ def index(
       imgsearch index ~/Pictures ~/Phone
       imgsearch index                      # all the library's folders again
       imgsearch index ~/Pictures --model local-dir:/models/clip
+      imgsearch index --thumbnails          # and the thumbnails imgsearch serve shows
     """
     from imgsearch.library import DB_NAME, Library
     from indexer import pipeline
@@ -352,6 +355,23 @@ def index(
         library_flags = [("--config", ctx.obj["config_file"])]
         library_flags.append(("--library", settings.library_path if library else None))
         warn(_summary(result, library_flags))
+    if thumbnails:
+        _make_thumbnails(settings, quiet)
+
+
+def _make_thumbnails(settings: Any, quiet: bool) -> None:
+    """`index --thumbnails`: imgsearch/thumbs.py's grid thumbnails, into serve's cache."""
+    from imgsearch.library import Library
+    from imgsearch.thumbs import pregenerate
+
+    with Library.open(settings.library_path) as lib:
+        made, cached, failed = pregenerate(
+            lib, max_bytes=settings.thumbnail_cache_mb * 2**20, max_pixels=settings.max_pixels
+        )
+    if not quiet:
+        for path, reason in failed:
+            warn(f"skipping thumbnail of {display(path)}: {reason}")
+        warn(f"thumbnails: {made} made, {cached} already cached, {len(failed)} failed")
 
 
 class _NewLibrary:

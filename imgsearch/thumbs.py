@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.library import ImageDetail
+from imgsearch.library import ImageDetail, Library
 
 GRID = 256  # grid cells (about 2x a 128 px cell: sharp on HiDPI screens)
 PREVIEW = 1440  # the photo page's large preview
@@ -106,6 +106,23 @@ class ThumbCache:
                 job.add_done_callback(lambda _f, key=key: self._forget(key))
         return job.result()
 
+    def _target(self, image: ImageDetail, px: int) -> Path:
+        key = content_key(image, px)
+        return self.folder / key[:2] / f"{key}.webp"
+
+    def warm(self, images: list[ImageDetail], px: int) -> tuple[int, int, list[tuple[str, str]]]:
+        """Make the thumbnails of `images` not cached yet, in the pool: (made, cached, failed
+        as (path, reason))."""
+        todo = [i for i in images if not self._target(i, px).is_file()]
+        jobs = [(i, self._pool.submit(self._make, i.path, px, self._target(i, px))) for i in todo]
+        failed = []
+        for image, job in jobs:
+            try:
+                job.result()
+            except ThumbnailError as exc:
+                failed.append((image.path, str(exc).rsplit(": ", 1)[-1]))
+        return len(todo) - len(failed), len(images) - len(todo), failed
+
     def _forget(self, key: str) -> None:
         with self._lock:
             self._pending.pop(key, None)
@@ -150,3 +167,15 @@ class ThumbCache:
     @property
     def bytes(self) -> int:
         return self._bytes
+
+
+def pregenerate(library: Library, *, max_bytes: int, max_pixels: int, px: int = GRID) -> tuple:
+    """`index --thumbnails`: the grid thumbnails of every photo under the library's roots, made
+    now into the cache `serve` reads: (made, already cached, failed as (path, reason))."""
+    ids = [int(i) for r in library.roots() if r.kind == "root" for i in library.ids_under(r.path)]
+    images = list(library.details(ids).values())
+    cache = ThumbCache(default_folder(library.path), max_bytes=max_bytes, max_pixels=max_pixels)
+    try:
+        return cache.warm(images, px)
+    finally:
+        cache.close()

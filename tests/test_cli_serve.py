@@ -104,3 +104,49 @@ def test_serve_help_imports_no_web_or_model_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0 []", out.stdout + out.stderr
+
+
+def test_open_opens_the_printed_url_in_the_browser(run, tiny_model, pictures, tmp_path):
+    """--open hands the URL it printed to `webbrowser`; $BROWSER stands in for the browser."""
+    run("index", pictures[0].parent, "--model", tiny_model)
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {opened}\n')
+    browser.chmod(0o755)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BROWSER": f"{browser} %s"}
+    env.pop("DISPLAY", None)  # no desktop browser may take precedence over $BROWSER
+    proc = subprocess.Popen(
+        [*ENTRY, "serve", "--port", str(free_port()), "--open"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    url = wait_url(proc)
+    deadline = time.monotonic() + 20
+    while not (opened.exists() and opened.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, err = stop(proc)
+    assert opened.read_text() == url
+    assert code == 0, err
+
+
+def test_without_open_no_browser_is_started(run, tiny_model, pictures, tmp_path):
+    run("index", pictures[0].parent, "--model", tiny_model)
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f"#!/bin/sh\ntouch {opened}\n")
+    browser.chmod(0o755)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BROWSER": f"{browser} %s"}
+    proc = subprocess.Popen(
+        [*ENTRY, "serve", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    url = wait_url(proc)
+    with urllib.request.urlopen(url + "search.json?q=red&size=1") as response:
+        assert response.status == 200
+    code, _ = stop(proc)
+    assert code == 0 and not opened.exists()

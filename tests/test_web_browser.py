@@ -103,6 +103,7 @@ def test_a_typed_query_shows_the_right_pictures_first(page, server, shapes, shot
     assert [h["rank"] for h in top] == list(range(1, PER_CLASS + 1))
     assert all(a["score"] >= b["score"] for a, b in zip(top, top[1:]))
     wait_images(page, 24)
+    page.wait_for_selector("#filters[data-ready]")  # the panel comes after the grid
     first = page.locator(".hit").first
     first.hover()
     score = first.locator(".score")
@@ -149,7 +150,7 @@ def test_photo_page_preview_metadata_open_and_copy(page, server, shapes, shots):
     search(page, url, "a green triangle")
     first = shown(page)[0]
     page.locator(".hit .open").first.click()
-    page.wait_for_url(f"**/photo/{first['id']}")
+    page.wait_for_url(f"**/photo/{first['id']}?q=a%20green%20triangle")
     page.wait_for_function(
         "() => { const i = document.getElementById('preview'); return i && i.naturalWidth > 0 }"
     )
@@ -222,7 +223,7 @@ def test_keyboard_slash_arrows_enter_and_escape(page, server):
     assert rank == 1 + columns
     target = shown(page)[rank - 1]["id"]
     page.keyboard.press("Enter")
-    page.wait_for_url(f"**/photo/{target}")
+    page.wait_for_url(f"**/photo/{target}?q=*")
     page.wait_for_selector("body[data-ready=photo]")  # its key handler is attached
     page.keyboard.press("Escape")
     page.wait_for_selector(".hit")
@@ -267,3 +268,157 @@ def test_a_filter_chip_narrows_and_removing_it_widens(page, server, shapes):
     wide = shown(page)
     assert len(wide) == 48 and any(h["path"].endswith(".png") for h in wide)
     assert page.locator(".chips").count() == 0
+
+
+def test_a_facet_of_the_panel_adds_its_filter_and_clicking_it_again_removes_it(page, server):
+    url, _ = server
+    search(page, url, "a red circle")
+    jpeg = page.locator('#filters a[data-filter="ext:jpeg"]')
+    assert jpeg.locator("xpath=..").locator(".n").inner_text() == "20"
+    jpeg.click()
+    page.wait_for_selector(".chips .chip")
+    assert page.input_value("#q") == "a red circle ext:jpeg"
+    narrow = shown(page)
+    assert len(narrow) == 20 and all(h["path"].endswith(".jpg") for h in narrow)
+    active = page.locator('#filters a.active[data-filter="ext:jpeg"]')
+    assert active.count() == 1
+    active.click()
+    page.wait_for_selector(".hit")
+    assert page.input_value("#q") == "a red circle" and len(shown(page)) == 48
+
+
+def test_the_date_range_of_the_panel_adds_after_and_before(page, server):
+    url, _ = server
+    search(page, url, "a star")
+    form = page.locator("#filters form.dates")
+    first, last = form.get_attribute("data-first"), form.get_attribute("data-last")
+    page.fill("#filters input[name=from]", first)
+    page.fill("#filters input[name=to]", last)
+    page.click("#filters form.dates button")
+    page.wait_for_selector(".chips .chip")
+    year, month = map(int, last.split("-"))
+    after_last = f"{year + month // 12}-{month % 12 + 1:02d}"
+    assert page.input_value("#q") == f"a star after:{first} before:{after_last}"
+    assert page.locator(".chips .chip").count() == 2
+    assert len(shown(page)) == 48  # every shape was made in that range
+
+
+def test_the_photo_page_overlays_the_heatmap_of_the_query(page, server, shots):
+    url, _ = server
+    search(page, url, "a yellow star")
+    first = shown(page)[0]
+    page.locator(".hit .open").first.click()
+    page.wait_for_selector("body[data-ready=photo]")
+    heat = page.locator("#heat")
+    assert heat.is_hidden()
+    toggle = page.locator("#toggle-heat")
+    assert "a yellow star" in toggle.inner_text()
+    toggle.click()
+    page.wait_for_function(
+        "() => { const h = document.getElementById('heat'); return !h.hidden && h.naturalWidth }"
+    )
+    assert toggle.get_attribute("aria-pressed") == "true"
+    assert page.locator("#heat-note").inner_text().startswith("“a yellow star” scores ")
+    assert heat.bounding_box() == page.locator("#preview").bounding_box()  # lies right over it
+    data = page.evaluate(f"fetch('/photo/{first['id']}/explain.json?q=a+yellow+star')"
+                         ".then(r => r.json())")  # fmt: skip
+    assert page.locator("#heat").get_attribute("src") == data["overlay"]
+    screenshot(page, shots, "web-heatmap.png")
+    toggle.click()
+    assert heat.is_hidden() and toggle.get_attribute("aria-pressed") == "false"
+
+
+def test_selection_then_add_to_album_changes_the_album_in_the_library(page, server):
+    from imgsearch.clip import albumstore
+
+    url, app = server
+    library = app.state.web.searcher.library
+    search(page, url, "a yellow circle")
+    cells = page.locator(".hit")
+    cells.nth(0).click(position={"x": 20, "y": 20})
+    cells.nth(2).click(position={"x": 20, "y": 20}, modifiers=["Shift"])
+    want = {h["path"] for h in shown(page)[:3]}
+    page.fill("#album-name", "yellows")
+    page.click("#selection [data-action=like]")
+    page.wait_for_selector("body[data-album='yellows:3:0']")
+    try:
+        assert set(albumstore.info(library, "yellows").positives) == want
+        page.goto(url + "/albums")
+        page.click("table.albums a[href='/albums/yellows']")
+        page.wait_for_selector(".page-album .hit")
+        members = albumstore.members(library, "yellows")
+        assert [h["id"] for h in shown(page)] == [i for i, _, _ in members]
+        outsider = page.locator(".hit").last  # the album's weakest member: refine it away
+        outsider_path = outsider.get_attribute("data-path")
+        outsider.click(position={"x": 20, "y": 20})
+        assert page.input_value("#album-name") == "yellows"
+        page.click("#selection [data-action=unlike]")
+        page.wait_for_selector("body[data-album='yellows:3:1']")
+        assert albumstore.info(library, "yellows").negatives == (outsider_path,)
+        page.wait_for_selector(".page-album .summary:has-text('1 unlike')")
+        page.click(".examples .example.unlike button.remove")  # changed our mind: undo it
+        page.wait_for_selector("body[data-album='yellows:3:0']")
+        assert albumstore.info(library, "yellows").negatives == ()
+        page.wait_for_selector(".page-album .summary:has-text('0 unlike')")
+    finally:
+        albumstore.delete(library, "yellows")
+
+
+@pytest.fixture(scope="module")
+def dup_server(tmp_path_factory, trained_model):
+    from PIL import Image
+
+    from tests.support.harness import index_in_process, isolated_settings
+
+    home = tmp_path_factory.mktemp("web-duplicates")
+    lib = build_shapes_library(home, trained_model, per_class=1)
+    copies = home / "shapes" / "copies"
+    copies.mkdir()
+    exact = sorted(lib.of_class("green", "square"))[0]
+    shutil.copy(exact, copies / "exact_copy.png")
+    near = sorted(lib.of_class("purple", "star"))[0]
+    Image.open(near).resize((96, 96), Image.Resampling.LANCZOS).save(copies / "near_copy.png")
+    with isolated_settings(home, home / "cache", lib.path):
+        index_in_process(home / "shapes", "--model", trained_model, "-q")
+        app = make_app(lib, home)
+        with serving(app) as url:
+            yield (
+                url,
+                {exact, str(copies / "exact_copy.png")},
+                {near, str(copies / "near_copy.png")},
+            )
+        app.state.web.close()
+
+
+def test_the_duplicates_page_shows_groups_by_kind_and_exports_a_list(page, dup_server, shots):
+    url, exact, near = dup_server
+    page.goto(url + "/")
+    page.click("nav a[href='/duplicates']")
+    page.wait_for_selector(".group")
+    groups = page.locator(".group")
+    near_paths = [
+        set(groups.nth(i).locator(".member").evaluate_all("ms => ms.map(m => m.dataset.path)"))
+        for i in range(groups.count())
+    ]
+    assert near in near_paths
+    for i in range(groups.count()):
+        group = groups.nth(i)
+        assert group.locator(".member.keeper").count() == 1
+        assert "cosine" in group.locator(".evidence").first.inner_text()
+    screenshot(page, shots, "web-duplicates.png")
+    page.click(".kinds a[data-kind=exact]")
+    page.wait_for_url("**/duplicates?kind=exact")
+    group = page.locator(".group")
+    assert group.count() == 1 and group.get_attribute("data-kind") == "exact"
+    members = group.locator(".member")
+    assert set(members.evaluate_all("ms => ms.map(m => m.dataset.path)")) == exact
+    assert "hash 0" in group.inner_text()
+    keeper = group.locator(".member.keeper").get_attribute("data-path")
+    with page.expect_download() as info:
+        page.click("#export-txt")
+    assert Path(info.value.path()).read_text().splitlines() == sorted(exact - {keeper})
+    with page.expect_download() as info:
+        page.click("#export-json")
+    exported = json.loads(Path(info.value.path()).read_text())
+    assert exported["kind"] == "exact" and len(exported["groups"]) == 1
+    assert all(Path(p).exists() for p in exact)  # exporting deletes nothing

@@ -151,6 +151,31 @@ def test_open_in_file_manager_needs_post_the_token_and_our_origin(client, app, l
     assert opened.paths == [path]
 
 
+def test_add_to_album_needs_post_the_token_and_our_origin(client, app, lib):
+    import json
+
+    from imgsearch.clip import albumstore
+
+    url = "/api/albums/add"
+    body = json.dumps({"album": "mine", "ids": sorted(ids(lib).values())[:2]})
+    token = app.state.web.token
+    assert_json_error(client.get(url), 405, "POST only")
+    assert_json_error(client.post(url, content=body), 403, "x-imgsearch-token")
+    wrong = {"x-imgsearch-token": "guess", "origin": BASE}
+    assert_json_error(client.post(url, content=body, headers=wrong), 403, "wrong")
+    foreign = {"x-imgsearch-token": token, "origin": "http://evil.example"}
+    assert_json_error(client.post(url, content=body, headers=foreign), 403, "cross-origin")
+    library = app.state.web.searcher.library
+    assert albumstore.list_albums(library) == []  # nothing refused reached the library
+    ok = client.post(url, content=body, headers={"x-imgsearch-token": token, "origin": BASE})
+    assert ok.status_code == 200, ok.text
+    assert [a.name for a in albumstore.list_albums(library)] == ["mine"]
+    huge = client.post(
+        url, content=b" " * (300 * 1024), headers={"x-imgsearch-token": token, "origin": BASE}
+    )
+    assert_json_error(huge, 413, "request larger than")
+
+
 def test_the_page_embeds_the_launch_token(client, app):
     page = client.get("/", headers={"accept": "text/html"})
     assert f'<meta name="imgsearch-token" content="{app.state.web.token}">' in page.text

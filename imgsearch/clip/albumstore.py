@@ -264,3 +264,26 @@ def albums_score_new(library: Library, ids: Iterable[int]) -> int:
                 )
                 added += _insert_members(conn, name, ids_chunk, scorer, vectors)
     return added
+
+
+def albums_of(library: Library, image_id: int) -> list[dict]:
+    """The albums a photo is in (its score) or an example of (like / unlike): the photo page."""
+    sql = "SELECT album, score FROM album_members WHERE image_id = ?"
+    member = dict(store.rows(library, sql, (image_id,)))
+    example = dict(
+        store.rows(
+            library,
+            "SELECT e.album, e.positive FROM album_examples e JOIN images i ON i.path = e.path "
+            "WHERE i.id = ?",
+            (image_id,),
+        )
+    )
+    return [
+        {
+            "album": name,
+            "member": name in member,
+            "score": member.get(name),
+            "example": None if name not in example else ("like" if example[name] else "unlike"),
+        }
+        for name in sorted(set(member) | set(example))
+    ]

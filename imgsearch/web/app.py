@@ -2,7 +2,8 @@
 
 Everything a request needs lives in one `Web` object on `app.state.web`: the Searcher (loaded
 once, called under one lock), the thumbnail cache, the launch token, the Host allow-list, the
-file-manager opener (injectable, so tests launch nothing) and the query-by-example vectors.
+file-manager opener (injectable, so tests launch nothing), the query-by-example vectors and the
+explain heatmaps.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 EXAMPLES_KEPT = 32  # query-by-example vectors remembered (an upload is embedded once)
 VECTORS_KEPT = 256  # text query vectors remembered, so scrolling does not re-embed
+HEATMAPS_KEPT = 16  # explain heatmaps remembered (the PNG and the JSON share one)
 # Pages load nothing from elsewhere and cannot be framed; images may be blobs (drag and drop).
 CSP = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
@@ -77,6 +79,8 @@ class Web:
     lock: threading.Lock = field(default_factory=threading.Lock)
     examples: _Lru = field(default_factory=lambda: _Lru(EXAMPLES_KEPT))
     vectors: _Lru = field(default_factory=lambda: _Lru(VECTORS_KEPT))
+    heatmaps: _Lru = field(default_factory=lambda: _Lru(HEATMAPS_KEPT))
+    facets: _Lru = field(default_factory=lambda: _Lru(1))  # browse.py: the last facets read
     templates: Any = None
 
     def example_vector(self, key: str) -> npt.NDArray[np.float32] | None:

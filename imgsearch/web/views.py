@@ -3,18 +3,9 @@
 The JSON is the contract (hits carry the CLI's `--json` keys plus id and URLs); the HTML
 templates get the same dict. Searcher calls run in a worker thread under `Web.lock`.
 
-Seams for what has not landed yet (fill them, do not route around them):
-- facets (issue 10): a `facets` view (`/facets.json`, from `Searcher.facets()`) feeding the
-  `filters` block of base.html;
-  the chips, cutoff and left-out roots already come from `SearchResult` (`search_context`).
-- duplicates (issue 10, imgsearch/duplicates.py): a `duplicates` view here plus
-  templates/duplicates.html, linked from
-  the `nav` block of base.html; it exports a list and never deletes.
-- tags, albums, explain (issue 11, landed in main as imgsearch/clip/): the photo page shows its
-  tags (`photo_context["tags"]`, `tags_albums` block of photo.html); still to do: its albums in
-  that block, a tags page from `clip.tags.counts`, the `Searcher.explain` heatmap in the
-  `explain_overlay` block, and "add to album" as a POST view guarded by `security.check_post`,
-  its button in the `selection_actions` block of search.html.
+The search page and the photo page live here; the library-wide pages in browse.py (the filter
+panel from `Searcher.facets()`, duplicates, tags), albums and "add to album" (a POST guarded by
+`security.check_post`) in albums.py, the photo page's explain heatmap in heatmap.py.
 """
 
 from __future__ import annotations
@@ -45,19 +36,25 @@ if TYPE_CHECKING:
 PAGE_SIZE = 48
 MAX_PAGE_SIZE = 200
 IMMUTABLE = "public, max-age=31536000, immutable"
-HTML_ONLY = ("next_fragment",)  # what the page needs and the JSON contract does not promise
+HTML_ONLY = ("next_fragment", "panel")  # what the page needs and the JSON contract does not promise
 
 
 def _web(request: Request) -> Web:
     return request.app.state.web
 
 
-def render(request: Request, template: str, context: dict[str, Any], fmt: str) -> Response:
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    fmt: str,
+    fragment: str = "_hits.html",
+) -> Response:
     """The one place a context becomes a response: JSON, a whole page, or a partial."""
     if fmt == "json":
         return JSONResponse({k: v for k, v in context.items() if k not in HTML_ONLY})
     if fmt == "fragment":
-        template = "_hits.html"
+        template = fragment
     return _web(request).templates.TemplateResponse(request, template, {"c": context})
 
 
@@ -181,8 +178,9 @@ def _asked(params: Any) -> dict[str, str]:
 
 def _chip(text: str, flt: str) -> dict[str, str]:
     """A parsed filter as a chip; removing it is the same query without that word."""
-    words = [w for w in text.split() if w != flt]
-    return {"filter": flt, "remove_url": "/?" + urlencode({"q": " ".join(words)})}
+    from imgsearch.web.browse import without
+
+    return {"filter": flt, "remove_url": "/?" + urlencode({"q": without(text, flt)})}
 
 
 def _why_empty(web: Web, query: Query, result: SearchResult) -> str:
@@ -207,11 +205,15 @@ async def search(request: Request) -> Response:
     if fmt == "html" and request.query_params.get("fragment"):
         fmt = "fragment"
     context = await run_in_threadpool(search_context, web, request)
+    if fmt == "html":  # the filter panel loads after the grid: facets cost a scan of the library
+        keep = {k: v for k, v in _asked(request.query_params).items() if k != "cutoff"}
+        context["panel"] = "/facets?" + urlencode({**keep, "fragment": 1})
     return render(request, "search.html", context, fmt)
 
 
 # ---- one photo --------------------------------------------------------------------------------
-def photo_context(web: Web, image_id: int) -> dict[str, Any]:
+def photo_context(web: Web, image_id: int, q: str = "") -> dict[str, Any]:
+    """One photo: its metadata, tags and albums, and (given the search's `q`) its heatmap."""
     image = web.searcher.library.detail(image_id)
     if image is None:
         raise security.Refused(404, f"no image with id {image_id} in the library")
@@ -234,17 +236,29 @@ def photo_context(web: Web, image_id: int) -> dict[str, Any]:
         problem=problem,
     )
     from imgsearch.clip import tags as tags_mod  # issue 11: `imgsearch tag` results
+    from imgsearch.web.browse import filter_word
 
     data["tags"] = [
-        {**t, "search": "/?" + urlencode({"q": f"tag:{t['tag']}"})}
+        {**t, "search": "/?" + urlencode({"q": filter_word("tag", t["tag"]) or t["tag"]})}
         for t in tags_mod.tags_of(web.searcher.library, image_id)
     ]
+    from imgsearch.clip.albumstore import albums_of
+    from imgsearch.web.albums import album_url
+
+    data["albums"] = [
+        {**a, "url": album_url(a["album"])} for a in albums_of(web.searcher.library, image_id)
+    ]
+    from imgsearch.web.heatmap import explain_links
+
+    data["q"] = q
+    data["explain"] = explain_links(image.id, q) if problem is None else None
     return data
 
 
 async def photo(request: Request) -> Response:
     fmt = "json" if request.url.path.endswith(".json") else "html"
-    context = await run_in_threadpool(photo_context, _web(request), request.path_params["id"])
+    q = request.query_params.get("q", "").strip()
+    context = await run_in_threadpool(photo_context, _web(request), request.path_params["id"], q)
     return render(request, "photo.html", context, fmt)
 
 
@@ -366,6 +380,7 @@ async def example(request: Request) -> Response:
 def routes() -> list[Route | Mount]:
     from starlette.staticfiles import StaticFiles
 
+    from imgsearch.web import albums, browse, heatmap
     from imgsearch.web.app import HERE
 
     return [
@@ -373,9 +388,24 @@ def routes() -> list[Route | Mount]:
         Route("/search.json", search),
         Route("/photo/{id:int}.json", photo),
         Route("/photo/{id:int}", photo),
+        Route("/photo/{id:int}/explain.json", heatmap.explain),
+        Route("/photo/{id:int}/explain.png", heatmap.explain),
+        Route("/facets", browse.facets),
+        Route("/facets.json", browse.facets),
+        Route("/duplicates", browse.duplicates),
+        Route("/duplicates.json", browse.duplicates),
+        Route("/duplicates.txt", browse.duplicates),
+        Route("/tags", browse.tags),
+        Route("/tags.json", browse.tags),
+        Route("/albums", albums.albums),
+        Route("/albums.json", albums.albums),
+        Route("/albums/{name}.json", albums.album),
+        Route("/albums/{name}", albums.album),
         Route("/thumb/{id:int}/{px:int}", thumb),
         Route("/file/{id:int}", original),
         Route("/api/open/{id:int}", open_in_file_manager, methods=["GET", "POST"]),
         Route("/api/example", example, methods=["GET", "POST"]),
+        Route("/api/albums/add", albums.add, methods=["GET", "POST"]),
+        Route("/api/albums/remove", albums.remove, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

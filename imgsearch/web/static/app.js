@@ -59,4 +59,6 @@ document.addEventListener("keydown", (event) => {
 });
 
 if (document.body.classList.contains("page-search")) import("./grid.js");
+if (document.getElementById("filters")) import("./filters.js");
+if (document.body.classList.contains("page-album")) import("./album.js");
 if (document.body.classList.contains("page-photo")) import("./photo.js");

@@ -39,6 +39,36 @@ function paint() {
   for (const cell of cells()) cell.classList.toggle("selected", selected.has(cell.dataset.id));
   bar.hidden = selected.size === 0;
   bar.querySelector(".count").textContent = `${selected.size} selected`;
+  if (selected.size) albumNames();
+}
+
+let named = false; // the album name box suggests the library's albums, fetched once
+async function albumNames() {
+  const list = document.getElementById("album-names");
+  if (named || !list) return;
+  named = true;
+  const response = await fetch("/albums.json");
+  if (!response.ok) return;
+  for (const a of (await response.json()).albums) list.append(new Option(a.name));
+}
+
+async function addToAlbum(rows, as) {
+  const box = document.getElementById("album-name");
+  const album = box.value.trim();
+  if (!album) {
+    toast("Type the album's name first");
+    box.focus();
+    return;
+  }
+  try {
+    const body = JSON.stringify({ album, ids: rows.map((r) => r.id), as });
+    const r = await post("/api/albums/add", body, { "Content-Type": "application/json" });
+    toast(`${r.created ? "Created" : "Updated"} album ${r.name}: ${r.photos} photos`);
+    document.body.dataset.album = `${r.name}:${r.like}:${r.unlike}`; // tests wait for it
+    if (document.body.classList.contains("page-album")) setTimeout(() => location.reload(), 800);
+  } catch (err) {
+    toast(err.message);
+  }
 }
 
 function chosen() {
@@ -83,6 +113,8 @@ bar.addEventListener("click", async (event) => {
     download("imgsearch-selection.txt", rows.map((r) => r.path).join("\n") + "\n", "text/plain");
   } else if (action === "json") {
     download("imgsearch-selection.json", JSON.stringify(rows, null, 2), "application/json");
+  } else if (action === "like" || action === "unlike") {
+    await addToAlbum(rows, action);
   } else if (action === "clear") {
     selected.clear();
     paint();
@@ -123,7 +155,7 @@ document.addEventListener("keydown", (event) => {
 });
 
 // ---- query by example: drop or paste a picture ---------------------------------------------
-const drop = document.getElementById("drop");
+const drop = document.getElementById("drop") || document.createElement("div");
 
 async function searchByExample(file) {
   if (!file || !file.type.startsWith("image/")) {
