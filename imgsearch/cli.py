@@ -218,6 +218,19 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Choice(config_mod.DECODE_MODES),
     help=_help("Decode JPEGs on the cpu, the gpu, or auto (gpu with a CUDA model).", "decode"),
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Embed here, or on a Ray cluster (pip install 'imgsearch[ray]'; see docs/ray.md).",
+)
+@click.option("--address", help="Ray cluster to join, e.g. 10.0.0.1:6379 (default: a local Ray).")
+@click.option(
+    "--actors",
+    type=click.IntRange(min=1),
+    help="Ray actors holding the model (default: one per GPU, else one per CPU).",
+)
 @click.option("--wait", is_flag=True, help="Wait for another run on the same library to finish.")
 @click.option(
     "--allow-nested",
@@ -239,6 +252,9 @@ def index(
     batch_size: int | None,
     workers: int | None,
     decode: str | None,
+    engine: str,
+    address: str | None,
+    actors: int | None,
     wait: bool,
     allow_nested: bool,
     quiet: bool,
@@ -254,6 +270,7 @@ def index(
       imgsearch index ~/Pictures ~/Phone
       imgsearch index                      # all the library's folders again
       imgsearch index ~/Pictures --model local-dir:/models/clip
+      imgsearch index /mnt/photos --engine ray --address 10.0.0.1:6379
     """
     from imgsearch.library import DB_NAME, Library
     from indexer import pipeline
@@ -272,6 +289,15 @@ def index(
         workers=workers,
         decode=decode,
     )
+    embed_all = None
+    if engine == "ray":
+        from indexer import rayengine
+
+        rayengine.import_ray()  # before anything is written: say how to install it
+        rayengine.check_reachable(address)
+        embed_all = rayengine.embedder(rayengine.RayOptions(address=address, actors=actors or 0))
+    elif address or actors:
+        raise click.UsageError("--address and --actors need --engine ray")
     if not paths and not (settings.library_path / DB_NAME).is_file():
         raise click.UsageError("give the folders to index, e.g.  imgsearch index ~/Pictures")
     check_new_library_folder(str(settings.library_path), allowed=allow_nested)
@@ -324,6 +350,7 @@ def index(
                     else lambda path, reason: say(f"skipping {display(path)}: {reason}"),
                     on_status=None if quiet else say,
                     allow_nested=allow_nested,
+                    embed_all=embed_all,
                 )
             except BaseException:
                 with contextlib.suppress(ImgsearchError):  # cannot tell: keep it

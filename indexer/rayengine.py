@@ -1,0 +1,390 @@
+"""`imgsearch index --engine ray`: the embed stage of indexer.pipeline on a Ray cluster.
+
+Planning (new, changed, moved, deleted), moves, deletions, metadata backfill and the ANN index
+stay on the driver, in indexer.pipeline.run. Only the files to embed go to Ray Data: one row
+per work unit (indexer.shards), `map_batches` over an actor pool whose actors hold the image
+encoder, decode with indexer.decode.decode (the local pixels exactly) and write one Parquet
+shard per unit. The driver is the one writer: it imports each shard as it arrives, through
+the same Library.store, copy sharing and tags/albums update as a local run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.library import FailedRecord, ImageRecord, Library
+from indexer import shards
+
+if TYPE_CHECKING:
+    from imgsearch.config import Settings
+    from imgsearch.encoder import Encoder
+    from indexer.pipeline import IndexResult, Progress
+    from indexer.walk import FileEntry
+
+log = logging.getLogger(__name__)
+SHARD_DIR = "ray-shards"  # under the library unless --shards says where
+INSTALL_HINT = 'the ray engine needs Ray Data: pip install "imgsearch[ray]"  (ray[data], pyarrow)'
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How to run on Ray. `actors` 0: one per GPU of the cluster, else one per
+    `cpus_per_actor` CPUs. `crash_once`: a marker file; the first actor to write a shard
+    while it is absent creates it and kills its own process (the worker-loss test)."""
+
+    address: str | None = None
+    actors: int = 0
+    cpus_per_actor: int = 1
+    shard_size: int = 256
+    shard_dir: Path | None = None
+    crash_once: str | None = None
+
+
+def import_ray() -> Any:
+    """The ray module, or an ImgsearchError saying how to install it."""
+    try:
+        import pyarrow  # noqa: F401
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ImgsearchError(f"{INSTALL_HINT} ({exc})") from exc
+    return ray
+
+
+def model_key(spec: Any) -> str:
+    """What a shard's vectors depend on: the model's identity and input geometry."""
+    return spec.to_json()
+
+
+class EmbedActor:
+    """A Ray Data actor: loads the image encoder once, then unit -> decode -> embed -> shard."""
+
+    def __init__(
+        self,
+        name: str,
+        weights: str,
+        settings: Settings,
+        spec_json: str,
+        folder: str,
+        threads: int,
+        crash_once: str | None,
+    ) -> None:
+        from imgsearch import runtime
+        from imgsearch.modelspec import ModelSpec
+
+        encoder: Any = runtime.load_image_encoder(name, weights, settings)
+        if encoder.device == "cpu" and threads:
+            encoder = _with_threads(encoder, threads)
+        expected = ModelSpec.from_json(spec_json)
+        if encoder.spec != expected:
+            raise ImgsearchError(
+                f"the Ray worker on {os.uname().nodename} loaded {encoder.spec.label()} with "
+                f"another geometry than the driver's {expected.label()}: install the same "
+                f"model files on every node"
+            )
+        self.encoder = encoder
+        self.settings = settings
+        self.spec_json = spec_json
+        self.folder = Path(folder)
+        self.crash_once = crash_once
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        keys, images, failed = [], [], []
+        for key, paths in zip(batch["key"], batch["paths"]):
+            unit = shards.Unit(str(key), tuple(json.loads(str(paths))))
+            rows = self.embed_unit(unit)
+            shards.write(
+                shards.shard_path(self.folder, unit), rows, self.encoder.spec.dim,
+                unit=unit.key, model=self.spec_json,
+            )  # fmt: skip
+            self._maybe_crash()
+            keys.append(unit.key)
+            images.append(sum(r.vector is not None for r in rows))
+            failed.append(sum(r.vector is None for r in rows))
+        return {"key": np.array(keys), "images": np.array(images), "failed": np.array(failed)}
+
+    def embed_unit(self, unit: shards.Unit) -> list[shards.ShardRow]:
+        """Decode exactly as the local run does, embed in `batch_size` model calls."""
+        from indexer.decode import Decoded, decode
+
+        pre = self.encoder.spec.preprocess
+        items = [decode(p, pre, max_pixels=self.settings.max_pixels) for p in unit.paths]
+        good = [i for i, item in enumerate(items) if isinstance(item, Decoded)]
+        vectors: dict[int, np.ndarray] = {}
+        step = self.settings.batch_size
+        for start in range(0, len(good), step):
+            idx = good[start : start + step]
+            out = self.encoder.embed_pixels(np.stack([items[i].pixels for i in idx]))
+            vectors.update(zip(idx, np.asarray(out, np.float32)))
+        return [shards.row_of(item, vectors.get(i)) for i, item in enumerate(items)]
+
+    def _maybe_crash(self) -> None:
+        if not self.crash_once:
+            return
+        try:
+            fd = os.open(self.crash_once, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)  # the shard is written, the task not returned
+
+
+def _with_threads(encoder: Any, threads: int) -> Any:
+    """The encoder using the actor's CPU share, not every core of the node."""
+    from imgsearch import imageonnx
+
+    if isinstance(encoder, imageonnx.OnnxImageEncoder):
+        return imageonnx.OnnxImageEncoder(encoder.export_dir, threads=threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    return encoder
+
+
+def connect(ray: Any, options: RayOptions) -> bool:
+    """Join the cluster at `address` (or the running one); none: start a local one. Returns
+    whether this run started Ray (and so shuts it down)."""
+    quiet = not log.isEnabledFor(logging.DEBUG)  # Ray's own progress lines only with -v
+    if quiet:
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return False
+    check_reachable(options.address)
+    try:
+        ray.init(
+            address=options.address, log_to_driver=not quiet, include_dashboard=False,
+            logging_level=logging.WARNING if quiet else logging.INFO,
+        )  # fmt: skip
+    except ConnectionError as exc:
+        raise ImgsearchError(
+            f"cannot reach the Ray cluster at {options.address}: {exc} (start it with "
+            f"`ray start --head`, or give --address HOST:6379)"
+        ) from exc
+    return True
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT (or ray://HOST:PORT) nobody answers: Ray itself retries for
+    minutes. `auto`, `local` and no address are left to Ray."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ImgsearchError(
+            f"--address {address}: expected HOST:PORT, e.g. 10.0.0.1:6379 (the head node's GCS "
+            f"port that `ray start --head` prints) or ray://HOST:10001"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ImgsearchError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} (start it with "
+            f"`ray start --head` on that machine, or check --address and the firewall)"
+        ) from exc
+
+
+def pool_shape(resources: dict[str, float], options: RayOptions) -> tuple[int, float, int]:
+    """(actors, GPUs per actor, CPUs per actor) for a cluster's resources."""
+    gpus = float(resources.get("GPU", 0))
+    cpus = max(1, options.cpus_per_actor)
+    if gpus >= 1:
+        actors = options.actors or int(gpus)
+        return actors, min(1.0, gpus / actors), cpus
+    actors = options.actors or max(1, int(resources.get("CPU", 1)) // cpus)
+    return actors, 0.0, cpus
+
+
+def embedder(options: RayOptions) -> Callable[..., Encoder]:
+    """A drop-in for indexer.pipeline's embed stage that embeds on Ray (pipeline.run's
+    `embed_all`)."""
+
+    def embed_all(
+        library: Library,
+        work: Sequence[tuple[FileEntry, bool]],
+        settings: Settings,
+        load_encoder: Callable[[], Encoder],
+        model: tuple[str, str] | None,
+        result: IndexResult,
+        skip: Callable[[str, str], None],
+        on_progress: Callable[[Progress], None] | None,
+        owners: dict[str, int | None],
+    ) -> Encoder:
+        ray = import_ray()
+        encoder = load_encoder()  # the driver's copy: checks the library, caches the export
+        if library.model_spec() is None:
+            library.set_model_spec(encoder.spec)
+        else:
+            library.check_model(encoder.spec)
+        spec = encoder.spec
+        name, weights = model or (spec.name, spec.pretrained)
+        key = model_key(spec)
+        units = shards.plan_units([e for e, _ in work], key, options.shard_size)
+        folder = Path(options.shard_dir or library.path / SHARD_DIR)
+        writer = ShardWriter(library, work, result, skip, on_progress, owners)
+        ready = [u for u in units if shards.shard_path(folder, u).is_file()]
+        for unit in ready:  # left by an interrupted run: same files, same model, same rows
+            writer.add(shards.read(shards.shard_path(folder, unit), unit=unit.key, model=key))
+        todo = [u for u in units if u not in ready]
+        if todo:
+            started = connect(ray, options)
+            try:
+                for unit_key in _run(ray, todo, name, weights, settings, key, folder, options):
+                    unit = shards.shard_path(folder, shards.Unit(unit_key, ()))
+                    writer.add(shards.read(unit, unit=unit_key, model=key))
+            finally:
+                if started:
+                    ray.shutdown()
+        for unit in units:  # imported: a later retry of a finished task may have rewritten one
+            shards.shard_path(folder, unit).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        return encoder
+
+    return embed_all
+
+
+def _run(
+    ray: Any,
+    units: Sequence[shards.Unit],
+    name: str,
+    weights: str,
+    settings: Settings,
+    spec_json: str,
+    folder: Path,
+    options: RayOptions,
+) -> Any:
+    """Yield the key of each unit whose shard is written, as the actors finish them."""
+    actors, gpus, cpus = pool_shape(ray.cluster_resources(), options)
+    actors = min(actors, len(units))
+    log.info("ray: %d units to %d actors (%.2f GPU, %d CPU each)", len(units), actors, gpus, cpus)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
+    items = [{"key": u.key, "paths": json.dumps(u.paths)} for u in units]
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000))
+    ds = ds.map_batches(
+        EmbedActor,
+        batch_size=1,  # one unit per call: a retried task redoes whole units, never parts
+        batch_format="numpy",
+        # Ray Data restarts a lost actor and retries its task (a task that raises fails the run)
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus,
+        num_gpus=gpus,
+        fn_constructor_kwargs=dict(
+            name=name,
+            weights=weights,
+            settings=settings,
+            spec_json=spec_json,
+            folder=str(folder),
+            threads=cpus,
+            crash_once=options.crash_once,
+        ),  # fmt: skip
+    )
+    try:
+        for row in ds.iter_rows():
+            yield str(row["key"])
+    except ray.exceptions.RayError as exc:
+        raise ImgsearchError(
+            f"the Ray job failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); what was "
+            f"imported is kept, and the finished shards in {folder} are imported by the next "
+            f"`imgsearch index --engine ray`"
+        ) from exc
+
+
+class ShardWriter:
+    """The one writer: shard rows -> Library.store, as indexer.pipeline's batches are stored
+    (byte-identical copies share a stored vector, tags and albums follow each batch)."""
+
+    def __init__(
+        self,
+        library: Library,
+        work: Sequence[tuple[FileEntry, bool]],
+        result: IndexResult,
+        skip: Callable[[str, str], None],
+        on_progress: Callable[[Progress], None] | None,
+        owners: dict[str, int | None],
+    ) -> None:
+        from indexer.copies import CopyFinder
+
+        self.library = library
+        self.is_update = {e.path: upd for e, upd in work}
+        self.total = len(work)
+        self.result = result
+        self.skip = skip
+        self.on_progress = on_progress
+        self.owners = owners
+        self.copies = CopyFinder(library)
+        self.seen: set[str] = set()
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def add(self, rows: Sequence[shards.ShardRow]) -> None:
+        from imgsearch.clip.indexing import update_new
+        from indexer.pipeline import Progress, _share_copies, _stat
+
+        result = self.result
+        records: list[ImageRecord] = []
+        failed: list[FailedRecord] = []
+        for row in rows:
+            if row.path in self.seen or row.path not in self.is_update:
+                continue  # never twice, never a file this run did not plan
+            self.seen.add(row.path)
+            root_id = self.owners.get(row.path)
+            if row.vector is None:
+                if not os.path.lexists(row.path):
+                    self.done += 1  # vanished since the walk: nothing to record
+                    continue
+                self.skip(row.path, row.reason or "not embedded")
+                size, mtime = _stat(row.path)
+                failed.append(FailedRecord(row.path, size, mtime, row.reason or "", root_id))
+                continue
+            records.append(
+                ImageRecord(
+                    path=row.path, size=row.size, mtime_ns=row.mtime_ns,
+                    fingerprint=row.fingerprint or "", width=row.width or 0,
+                    height=row.height or 0, taken_at=row.taken_at, vector=row.vector,
+                    root_id=root_id, meta=row.meta,
+                )
+            )  # fmt: skip
+        shared_before = result.shared
+        records = _share_copies(self.copies, records, None, result)
+        self.library.store(records, failed)
+        if records:
+            stored = self.library.known_files(paths=[r.path for r in records])
+            tagged, joined = update_new(self.library, [k.id for k in stored.values()])
+            result.tagged += tagged
+            result.album_added += joined
+        self.copies.remember(records)
+        for rec in records:
+            if self.is_update[rec.path]:
+                result.updated += 1
+            else:
+                result.added += 1
+        result.embedded += len(records) - (result.shared - shared_before)
+        self.done += len(records) + len(failed)
+        result.embed_seconds = time.perf_counter() - self.started
+        if self.on_progress:
+            self.on_progress(
+                Progress(
+                    self.done, self.total, len(result.skipped), result.embedded,
+                    result.embed_seconds,
+                )
+            )  # fmt: skip
+
+
+__all__ = ["EmbedActor", "RayOptions", "ShardWriter", "embedder", "import_ray", "pool_shape"]
