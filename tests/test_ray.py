@@ -201,3 +201,27 @@ def test_actor_pool_follows_the_cluster_gpus_else_its_cpus():
     assert pool_shape({"CPU": 16.0, "GPU": 1.0}, RayOptions(actors=4)) == (4, 0.25, 1)
     assert pool_shape({"CPU": 8.0}, RayOptions()) == (8, 0.0, 1)
     assert pool_shape({"CPU": 8.0}, RayOptions(cpus_per_actor=2)) == (4, 0.0, 2)
+
+
+@pytest.mark.ray
+def test_a_failing_unit_stops_the_run_with_a_message_and_keeps_what_was_stored(
+    run, tiny_model, pictures, tmp_path, ray_cluster
+):
+    from imgsearch import config, runtime
+    from imgsearch.errors import ImgsearchError
+    from imgsearch.library import Library
+    from indexer import pipeline, rayengine
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("the actors cannot write shards under a file")
+    settings = config.resolve(overrides={"library": str(tmp_path / "ray"), "model": tiny_model})
+    options = rayengine.RayOptions(actors=1, shard_size=4, shard_dir=blocker / "shards")
+    with Library.open(settings.library_path, create=True) as lib, lib.write_lock():
+        with pytest.raises(ImgsearchError, match="the Ray job failed") as err:
+            pipeline.run(
+                lib, [str(pictures[0].parent)], settings,
+                load_encoder=lambda: runtime.load_image_encoder(tiny_model, "", settings),
+                embed_all=rayengine.embedder(options),
+            )  # fmt: skip
+        assert "next `imgsearch index --engine ray`" in str(err.value)
+        assert lib.count() == 0

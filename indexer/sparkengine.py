@@ -1,0 +1,126 @@
+"""`imgsearch index --engine spark`: the Ray engine's units and shards, run as Spark tasks.
+
+For users who already run Spark. One task per work unit (indexer.shards): the task's Python
+worker keeps the image encoder between tasks (Spark reuses Python workers), decodes, embeds and
+writes the unit's shard with indexer.rayengine.EmbedActor; the driver imports the shards as the
+tasks finish, with the same one writer (rayengine.ShardWriter). A retried task rewrites the same
+shard, as on Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imgsearch.errors import ImgsearchError
+from indexer import rayengine, shards
+
+if TYPE_CHECKING:
+    from imgsearch.config import Settings
+    from imgsearch.encoder import Encoder
+    from imgsearch.library import Library
+    from indexer.pipeline import IndexResult, Progress
+    from indexer.walk import FileEntry
+
+INSTALL_HINT = 'the spark engine needs pyspark and pyarrow: pip install "imgsearch[spark]"'
+_ENCODERS: dict[str, rayengine.EmbedActor] = {}  # per Spark Python worker: loaded once
+
+
+@dataclass(frozen=True)
+class SparkOptions:
+    """`master` None: the active SparkSession's, else local[*]; `crash_once` as RayOptions'."""
+
+    master: str | None = None
+    shard_size: int = 256
+    shard_dir: Path | None = None
+    crash_once: str | None = None
+
+
+def import_spark() -> Any:
+    try:
+        import pyarrow  # noqa: F401
+        import pyspark
+    except ImportError as exc:
+        raise ImgsearchError(f"{INSTALL_HINT} ({exc})") from exc
+    return pyspark
+
+
+def embed_units(args: dict[str, Any], units: Iterator[tuple[str, str]]) -> Iterator[str]:
+    """One Spark partition: (key, paths as JSON) -> its shard written -> key. Module-level, so
+    that Spark's pickling refers to it by name and the encoder cache survives between tasks."""
+    ident = json.dumps({k: v for k, v in args.items() if k != "settings"}, sort_keys=True)
+    actor = _ENCODERS.get(ident)
+    if actor is None:
+        actor = _ENCODERS[ident] = rayengine.EmbedActor(**args)
+    for key, paths in units:
+        actor({"key": [key], "paths": [paths]})
+        yield key
+
+
+def embedder(options: SparkOptions) -> Callable[..., Encoder]:
+    """indexer.pipeline.run's `embed_all`, on Spark."""
+
+    def embed_all(
+        library: Library,
+        work: Sequence[tuple[FileEntry, bool]],
+        settings: Settings,
+        load_encoder: Callable[[], Encoder],
+        model: tuple[str, str] | None,
+        result: IndexResult,
+        skip: Callable[[str, str], None],
+        on_progress: Callable[[Progress], None] | None,
+        owners: dict[str, int | None],
+    ) -> Encoder:
+        import_spark()
+        from pyspark.sql import SparkSession
+
+        encoder = load_encoder()
+        if library.model_spec() is None:
+            library.set_model_spec(encoder.spec)
+        else:
+            library.check_model(encoder.spec)
+        spec = encoder.spec
+        name, weights = model or (spec.name, spec.pretrained)
+        key = rayengine.model_key(spec)
+        units = shards.plan_units([e for e, _ in work], key, options.shard_size)
+        folder = Path(options.shard_dir or library.path / rayengine.SHARD_DIR)
+        writer = rayengine.ShardWriter(library, work, result, skip, on_progress, owners)
+        builder = SparkSession.builder.appName("imgsearch index")
+        if options.master:
+            builder = builder.master(options.master)
+        spark = builder.getOrCreate()
+        args = dict(
+            name=name, weights=weights, settings=settings, spec_json=key, folder=str(folder),
+            threads=1, crash_once=options.crash_once,
+        )  # fmt: skip
+        rdd = spark.sparkContext.parallelize(
+            [(u.key, json.dumps(u.paths)) for u in units], max(1, len(units))
+        )
+        done = rdd.mapPartitions(functools.partial(embed_units, args))
+        try:
+            for unit_key in done.toLocalIterator():
+                path = shards.shard_path(folder, shards.Unit(unit_key, ()))
+                writer.add(shards.read(path, unit=unit_key, model=key))
+        except Exception as exc:  # py4j / Spark job errors: untyped
+            if isinstance(exc, ImgsearchError):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ImgsearchError(
+                f"the Spark job failed ({first}); what was imported is kept, run the index "
+                f"again to finish"
+            ) from exc
+        for unit in units:
+            shards.shard_path(folder, unit).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        return encoder
+
+    return embed_all
+
+
+__all__ = ["SparkOptions", "embedder", "import_spark"]
