@@ -220,12 +220,15 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--engine",
-    type=click.Choice(["local", "ray"]),
+    type=click.Choice(["local", "ray", "spark"]),
     default="local",
     show_default=True,
-    help="Embed here, or on a Ray cluster (pip install 'imgsearch[ray]'; see docs/ray.md).",
+    help="Embed here, on a Ray cluster, or on Spark (pip install 'imgsearch[ray]'; docs/ray.md).",
 )
-@click.option("--address", help="Ray cluster to join, e.g. 10.0.0.1:6379 (default: a local Ray).")
+@click.option(
+    "--address",
+    help="Ray cluster (10.0.0.1:6379) or Spark master (spark://host:7077) to use; default local.",
+)
 @click.option(
     "--actors",
     type=click.IntRange(min=1),
@@ -296,8 +299,15 @@ def index(
         rayengine.import_ray()  # before anything is written: say how to install it
         rayengine.check_reachable(address)
         embed_all = rayengine.embedder(rayengine.RayOptions(address=address, actors=actors or 0))
+    elif engine == "spark":
+        from indexer import sparkengine
+
+        if actors:
+            raise click.UsageError("--actors is for --engine ray (Spark: the master's cores)")
+        sparkengine.import_spark()
+        embed_all = sparkengine.embedder(sparkengine.SparkOptions(master=address))
     elif address or actors:
-        raise click.UsageError("--address and --actors need --engine ray")
+        raise click.UsageError("--address and --actors need --engine ray (or spark)")
     if not paths and not (settings.library_path / DB_NAME).is_file():
         raise click.UsageError("give the folders to index, e.g.  imgsearch index ~/Pictures")
     check_new_library_folder(str(settings.library_path), allowed=allow_nested)

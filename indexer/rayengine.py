@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -160,7 +161,7 @@ def connect(ray: Any, options: RayOptions) -> bool:
     quiet = not log.isEnabledFor(logging.DEBUG)  # Ray's own progress lines only with -v
     if quiet:
         for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # errors come back as ours
     if ray.is_initialized():
         return False
     check_reachable(options.address)
@@ -237,10 +238,7 @@ def embedder(options: RayOptions) -> Callable[..., Encoder]:
         units = shards.plan_units([e for e, _ in work], key, options.shard_size)
         folder = Path(options.shard_dir or library.path / SHARD_DIR)
         writer = ShardWriter(library, work, result, skip, on_progress, owners)
-        ready = [u for u in units if shards.shard_path(folder, u).is_file()]
-        for unit in ready:  # left by an interrupted run: same files, same model, same rows
-            writer.add(shards.read(shards.shard_path(folder, unit), unit=unit.key, model=key))
-        todo = [u for u in units if u not in ready]
+        todo = import_ready(writer, units, folder, key)
         if todo:
             started = connect(ray, options)
             try:
@@ -257,6 +255,21 @@ def embedder(options: RayOptions) -> Callable[..., Encoder]:
         return encoder
 
     return embed_all
+
+
+def import_ready(
+    writer: ShardWriter, units: Sequence[shards.Unit], folder: Path, model: str
+) -> list[shards.Unit]:
+    """Import the shards an interrupted run left (same files, same model: the same rows);
+    returns the units still to embed."""
+    todo = []
+    for unit in units:
+        path = shards.shard_path(folder, unit)
+        if path.is_file():
+            writer.add(shards.read(path, unit=unit.key, model=model))
+        else:
+            todo.append(unit)
+    return todo
 
 
 def _run(
@@ -299,11 +312,41 @@ def _run(
         for row in ds.iter_rows():
             yield str(row["key"])
     except ray.exceptions.RayError as exc:
+        cause = root_cause(exc)
+        if isinstance(cause, ImgsearchError):  # e.g. an actor's model check: its own words
+            raise ImgsearchError(str(cause)) from exc
         raise ImgsearchError(
-            f"the Ray job failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); what was "
+            f"the Ray job failed ({describe(exc, cause)}); what was "
             f"imported is kept, and the finished shards in {folder} are imported by the next "
             f"`imgsearch index --engine ray`"
         ) from exc
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The user-code exception inside Ray's wrappers (RayTaskError -> UserCodeException -> ...)."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "cause", None) or exc.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    return exc
+
+
+def describe(exc: BaseException, cause: BaseException) -> str:
+    """'Type: message' of the error in the actor; Ray ships user errors as traceback text, so
+    its last 'SomeError: ...' line (ANSI colours removed) when the object did not survive."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if type(cause).__name__ not in ("UserCodeException",) and cause is not exc:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause))
+        return f"{type(cause).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
+    for line in reversed(text.splitlines()):
+        found = re.match(r"\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)", line)
+        if found and "UserCodeException" not in found.group(1):
+            return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2).strip()}"
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
 class ShardWriter:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ _ENCODERS: dict[str, rayengine.EmbedActor] = {}  # per Spark Python worker: load
 
 @dataclass(frozen=True)
 class SparkOptions:
-    """`master` None: the active SparkSession's, else local[*]; `crash_once` as RayOptions'."""
+    """`master`: used when no SparkSession is active (None: local[*]); `crash_once` as in
+    RayOptions. Shards go to `shard_dir` (default: the library's), shared with the executors."""
 
     master: str | None = None
     shard_size: int = 256
@@ -77,7 +79,6 @@ def embedder(options: SparkOptions) -> Callable[..., Encoder]:
         owners: dict[str, int | None],
     ) -> Encoder:
         import_spark()
-        from pyspark.sql import SparkSession
 
         encoder = load_encoder()
         if library.model_spec() is None:
@@ -90,30 +91,12 @@ def embedder(options: SparkOptions) -> Callable[..., Encoder]:
         units = shards.plan_units([e for e, _ in work], key, options.shard_size)
         folder = Path(options.shard_dir or library.path / rayengine.SHARD_DIR)
         writer = rayengine.ShardWriter(library, work, result, skip, on_progress, owners)
-        builder = SparkSession.builder.appName("imgsearch index")
-        if options.master:
-            builder = builder.master(options.master)
-        spark = builder.getOrCreate()
-        args = dict(
-            name=name, weights=weights, settings=settings, spec_json=key, folder=str(folder),
-            threads=1, crash_once=options.crash_once,
-        )  # fmt: skip
-        rdd = spark.sparkContext.parallelize(
-            [(u.key, json.dumps(u.paths)) for u in units], max(1, len(units))
-        )
-        done = rdd.mapPartitions(functools.partial(embed_units, args))
-        try:
-            for unit_key in done.toLocalIterator():
-                path = shards.shard_path(folder, shards.Unit(unit_key, ()))
-                writer.add(shards.read(path, unit=unit_key, model=key))
-        except Exception as exc:  # py4j / Spark job errors: untyped
-            if isinstance(exc, ImgsearchError):
-                raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ImgsearchError(
-                f"the Spark job failed ({first}); what was imported is kept, run the index "
-                f"again to finish"
-            ) from exc
+        todo = rayengine.import_ready(writer, units, folder, key)
+        if todo:
+            _run(todo, writer, folder, key, options, args=dict(
+                name=name, weights=weights, settings=settings, spec_json=key,
+                folder=str(folder), threads=1, crash_once=options.crash_once,
+            ))  # fmt: skip
         for unit in units:
             shards.shard_path(folder, unit).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -121,6 +104,45 @@ def embedder(options: SparkOptions) -> Callable[..., Encoder]:
         return encoder
 
     return embed_all
+
+
+def _run(
+    units: Sequence[shards.Unit],
+    writer: rayengine.ShardWriter,
+    folder: Path,
+    key: str,
+    options: SparkOptions,
+    args: dict[str, Any],
+) -> None:
+    """One Spark job, one task per unit; its shards are imported once the job is done."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()  # the caller's session wins over --address
+    started = spark is None
+    if spark is None:
+        builder = SparkSession.builder.appName("imgsearch index")
+        builder = builder.master(options.master or "local[*]")
+        spark = builder.config("spark.pyspark.python", sys.executable).getOrCreate()
+    rdd = spark.sparkContext.parallelize(
+        [(u.key, json.dumps(u.paths)) for u in units], max(1, len(units))
+    )
+    done = rdd.mapPartitions(functools.partial(embed_units, args))
+    try:
+        keys = done.collect()  # toLocalIterator would run the partitions one by one
+        for unit_key in keys:
+            path = shards.shard_path(folder, shards.Unit(unit_key, ()))
+            writer.add(shards.read(path, unit=unit_key, model=key))
+    except Exception as exc:  # py4j / Spark job errors: untyped
+        if isinstance(exc, ImgsearchError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImgsearchError(
+            f"the Spark job failed ({first}); what was imported is kept, run the index "
+            f"again to finish"
+        ) from exc
+    finally:
+        if started:
+            spark.stop()
 
 
 __all__ = ["SparkOptions", "embedder", "import_spark"]
