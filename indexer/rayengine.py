@@ -200,15 +200,17 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
         ) from exc
 
 
-def pool_shape(resources: dict[str, float], options: RayOptions) -> tuple[int, float, int]:
-    """(actors, GPUs per actor, CPUs per actor) for a cluster's resources."""
+def pool_shape(resources: dict[str, float], options: RayOptions) -> tuple[int, float, float]:
+    """(actors, GPUs per actor, CPUs per actor) for a cluster's resources. More actors than
+    the cluster has CPUs for share them (fractional CPUs), so that they all start."""
     gpus = float(resources.get("GPU", 0))
-    cpus = max(1, options.cpus_per_actor)
+    total = float(resources.get("CPU", 1))
+    cpus = float(max(1, options.cpus_per_actor))
     if gpus >= 1:
         actors = options.actors or int(gpus)
-        return actors, min(1.0, gpus / actors), cpus
-    actors = options.actors or max(1, int(resources.get("CPU", 1)) // cpus)
-    return actors, 0.0, cpus
+        return actors, min(1.0, gpus / actors), min(cpus, total / actors)
+    actors = options.actors or max(1, int(total // cpus))
+    return actors, 0.0, min(cpus, total / actors)
 
 
 def embedder(options: RayOptions) -> Callable[..., Encoder]:
@@ -285,7 +287,7 @@ def _run(
     """Yield the key of each unit whose shard is written, as the actors finish them."""
     actors, gpus, cpus = pool_shape(ray.cluster_resources(), options)
     actors = min(actors, len(units))
-    log.info("ray: %d units to %d actors (%.2f GPU, %d CPU each)", len(units), actors, gpus, cpus)
+    log.info("ray: %d units to %d actors (%.2f GPU, %.2f CPU each)", len(units), actors, gpus, cpus)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = log.isEnabledFor(logging.DEBUG)
     items = [{"key": u.key, "paths": json.dumps(u.paths)} for u in units]
@@ -304,7 +306,7 @@ def _run(
             settings=settings,
             spec_json=spec_json,
             folder=str(folder),
-            threads=cpus,
+            threads=max(1, int(cpus)),
             crash_once=options.crash_once,
         ),  # fmt: skip
     )

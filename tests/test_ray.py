@@ -89,9 +89,8 @@ def photo_folder(tmp_path: Path) -> Path:
 def test_ray_index_stores_what_a_local_index_stores(run, tiny_model, tmp_path, ray_cluster):
     folder = photo_folder(tmp_path)
     local = run("index", folder, "--model", tiny_model, "--library", tmp_path / "local")
-    ray_run = run(
-        "index", folder, "--model", tiny_model, "--library", tmp_path / "ray", "--engine", "ray"
-    )
+    ray_run = run("index", folder, "--model", tiny_model, "--library", tmp_path / "ray",
+                  "--engine", "ray", "--actors", "3")  # 3 actors share the 2 CPUs  # fmt: skip
     assert summary(ray_run) == summary(local)
     assert summary(ray_run) == "15 added, 0 updated, 0 moved, 0 removed, 1 skipped, 0 unchanged"
     assert "skipping" in ray_run.stderr and "broken.jpg" in ray_run.stderr
@@ -197,10 +196,11 @@ def test_address_without_the_ray_engine_is_a_usage_error(run, pictures):
 def test_actor_pool_follows_the_cluster_gpus_else_its_cpus():
     from indexer.rayengine import RayOptions, pool_shape
 
-    assert pool_shape({"CPU": 16.0, "GPU": 2.0}, RayOptions()) == (2, 1.0, 1)
-    assert pool_shape({"CPU": 16.0, "GPU": 1.0}, RayOptions(actors=4)) == (4, 0.25, 1)
-    assert pool_shape({"CPU": 8.0}, RayOptions()) == (8, 0.0, 1)
-    assert pool_shape({"CPU": 8.0}, RayOptions(cpus_per_actor=2)) == (4, 0.0, 2)
+    assert pool_shape({"CPU": 16.0, "GPU": 2.0}, RayOptions()) == (2, 1.0, 1.0)
+    assert pool_shape({"CPU": 16.0, "GPU": 1.0}, RayOptions(actors=4)) == (4, 0.25, 1.0)
+    assert pool_shape({"CPU": 8.0}, RayOptions()) == (8, 0.0, 1.0)
+    assert pool_shape({"CPU": 8.0}, RayOptions(cpus_per_actor=2)) == (4, 0.0, 2.0)
+    assert pool_shape({"CPU": 2.0}, RayOptions(actors=4)) == (4, 0.0, 0.5)  # all four start
 
 
 @pytest.mark.ray
@@ -217,7 +217,8 @@ def test_a_failing_unit_stops_the_run_with_a_message_and_keeps_what_was_stored(
     settings = config.resolve(overrides={"library": str(tmp_path / "ray"), "model": tiny_model})
     options = rayengine.RayOptions(actors=1, shard_size=4, shard_dir=blocker / "shards")
     with Library.open(settings.library_path, create=True) as lib, lib.write_lock():
-        with pytest.raises(ImgsearchError, match=r"the Ray job failed \((NotADirectoryError|FileExistsError): ") as err:
+        failed = r"the Ray job failed \((NotADirectoryError|FileExistsError): "
+        with pytest.raises(ImgsearchError, match=failed) as err:
             pipeline.run(
                 lib, [str(pictures[0].parent)], settings,
                 load_encoder=lambda: runtime.load_image_encoder(tiny_model, "", settings),
