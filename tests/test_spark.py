@@ -70,3 +70,16 @@ def test_spark_index_stores_what_a_local_index_stores_and_survives_a_killed_work
     assert marker.is_file()  # a Python worker was killed after writing a shard; retried
     assert (result.added, len(result.skipped)) == (10, 1)
     assert_same_state(tmp_path / "api", tmp_path / "local")
+
+
+def test_without_pyspark_the_error_says_how_to_install_it(run, pictures, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    result = run("index", pictures[0].parent, "--engine", "spark", code=1)
+    assert 'pip install "imgsearch[spark]"' in result.stderr
+
+
+def test_actors_are_a_ray_option(run, pictures):
+    result = run("index", pictures[0].parent, "--engine", "spark", "--actors", "2", code=2)
+    assert "--actors is for --engine ray" in result.stderr
