@@ -64,9 +64,11 @@ def import_ray() -> Any:
     return ray
 
 
-def model_key(spec: Any) -> str:
-    """What a shard's vectors depend on: the model's identity and input geometry."""
-    return spec.to_json()
+def model_key(spec: Any, settings: Settings) -> str:
+    """What a shard's rows depend on: the model (identity, input geometry) and the settings
+    that change its vectors or what is decoded; a leftover shard of other ones is not reused."""
+    used = {k: getattr(settings, k) for k in ("runtime", "device", "onnx_precision", "max_pixels")}
+    return json.dumps({"spec": json.loads(spec.to_json()), "settings": used}, sort_keys=True)
 
 
 class EmbedActor:
@@ -77,7 +79,7 @@ class EmbedActor:
         name: str,
         weights: str,
         settings: Settings,
-        spec_json: str,
+        run_key: str,
         folder: str,
         threads: int,
         crash_once: str | None,
@@ -88,7 +90,7 @@ class EmbedActor:
         encoder: Any = runtime.load_image_encoder(name, weights, settings)
         if encoder.device == "cpu" and threads:
             encoder = _with_threads(encoder, threads)
-        expected = ModelSpec.from_json(spec_json)
+        expected = ModelSpec.from_json(json.dumps(json.loads(run_key)["spec"]))
         if encoder.spec != expected:
             raise ImgsearchError(
                 f"the Ray worker on {os.uname().nodename} loaded {encoder.spec.label()} with "
@@ -97,7 +99,7 @@ class EmbedActor:
             )
         self.encoder = encoder
         self.settings = settings
-        self.spec_json = spec_json
+        self.run_key = run_key
         self.folder = Path(folder)
         self.crash_once = crash_once
 
@@ -108,7 +110,7 @@ class EmbedActor:
             rows = self.embed_unit(unit)
             shards.write(
                 shards.shard_path(self.folder, unit), rows, self.encoder.spec.dim,
-                unit=unit.key, model=self.spec_json,
+                unit=unit.key, model=self.run_key,
             )  # fmt: skip
             self._maybe_crash()
             keys.append(unit.key)
@@ -236,42 +238,55 @@ def embedder(options: RayOptions) -> Callable[..., Encoder]:
             library.check_model(encoder.spec)
         spec = encoder.spec
         name, weights = model or (spec.name, spec.pretrained)
-        key = model_key(spec)
-        units = shards.plan_units([e for e, _ in work], key, options.shard_size)
+        key = model_key(spec, settings)
         folder = Path(options.shard_dir or library.path / SHARD_DIR)
         writer = ShardWriter(library, work, result, skip, on_progress, owners)
-        todo = import_ready(writer, units, folder, key)
-        if todo:
+        rest, leftovers = import_leftovers(writer, work, folder, key)
+        units = shards.plan_units(rest, key, options.shard_size)
+        if units:
             started = connect(ray, options)
             try:
-                for unit_key in _run(ray, todo, name, weights, settings, key, folder, options):
+                for unit_key in _run(ray, units, name, weights, settings, key, folder, options):
                     unit = shards.shard_path(folder, shards.Unit(unit_key, ()))
                     writer.add(shards.read(unit, unit=unit_key, model=key))
             finally:
                 if started:
                     ray.shutdown()
-        for unit in units:  # imported: a later retry of a finished task may have rewritten one
-            shards.shard_path(folder, unit).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+        finish(folder, [*leftovers, *(shards.shard_path(folder, u) for u in units)])
         return encoder
 
     return embed_all
 
 
-def import_ready(
-    writer: ShardWriter, units: Sequence[shards.Unit], folder: Path, model: str
-) -> list[shards.Unit]:
-    """Import the shards an interrupted run left (same files, same model: the same rows);
-    returns the units still to embed."""
-    todo = []
-    for unit in units:
-        path = shards.shard_path(folder, unit)
-        if path.is_file():
-            writer.add(shards.read(path, unit=unit.key, model=model))
-        else:
-            todo.append(unit)
-    return todo
+def import_leftovers(
+    writer: ShardWriter, work: Sequence[tuple[FileEntry, bool]], folder: Path, model: str
+) -> tuple[list[FileEntry], list[Path]]:
+    """Import what an interrupted run's shards hold for this run's files: rows of the same
+    model whose file still has the size and mtime the worker saw. Returns the files still to
+    embed, and the shard files read (deleted once the run is through)."""
+    found = sorted(folder.glob(f"*{shards.SUFFIX}")) if folder.is_dir() else []
+    wanted = {e.path: (e.size, e.mtime_ns) for e, _ in work}
+    taken: set[str] = set()
+    for path in found:
+        try:
+            rows = shards.read(path, unit=None, model=model)
+        except ImgsearchError as err:  # another model's, or damaged: embedded again
+            log.info("not reusing %s: %s", path, err)
+            continue
+        rows = [r for r in rows if wanted.get(r.path) == (r.size, r.mtime_ns)]
+        rows = [r for r in rows if r.path not in taken]
+        if rows:
+            writer.add(rows)
+        taken.update(r.path for r in rows)
+    return [e for e, _ in work if e.path not in taken], found
+
+
+def finish(folder: Path, paths: Sequence[Path]) -> None:
+    """Delete the imported shards (a retry of a finished task may have rewritten one)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _run(
@@ -280,7 +295,7 @@ def _run(
     name: str,
     weights: str,
     settings: Settings,
-    spec_json: str,
+    run_key: str,
     folder: Path,
     options: RayOptions,
 ) -> Any:
@@ -304,7 +319,7 @@ def _run(
             name=name,
             weights=weights,
             settings=settings,
-            spec_json=spec_json,
+            run_key=run_key,
             folder=str(folder),
             threads=max(1, int(cpus)),
             crash_once=options.crash_once,

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 LAYOUT = 1  # bump when the columns change: a shard of another layout is never imported
 SUFFIX = ".parquet"
 META_PREFIX = "meta_"  # PhotoMeta fields, one column each
-_ARROW = {"str": "string", "str | None": "string", "int": "int64", "float | None": "float64"}
+# Text is stored as the exact bytes (os.fsencode): a file name need not be UTF-8.
+_ARROW = {"str": "binary", "str | None": "binary", "int": "int64", "float | None": "float64"}
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,14 @@ def schema(dim: int) -> pa.Schema:
     import pyarrow as pa
 
     fields = [
-        pa.field("path", pa.string(), nullable=False),
+        pa.field("path", pa.binary(), nullable=False),
         pa.field("size", pa.int64(), nullable=False),
         pa.field("mtime_ns", pa.int64(), nullable=False),
-        pa.field("reason", pa.string()),
-        pa.field("fingerprint", pa.string()),
+        pa.field("reason", pa.binary()),
+        pa.field("fingerprint", pa.binary()),
         pa.field("width", pa.int64()),
         pa.field("height", pa.int64()),
-        pa.field("taken_at", pa.string()),
+        pa.field("taken_at", pa.binary()),
         pa.field("vector", pa.list_(pa.float32(), dim)),
     ]
     for f in dataclasses.fields(PhotoMeta):
@@ -121,7 +122,12 @@ def write(path: Path, rows: Sequence[ShardRow], dim: int, *, unit: str, model: s
         for f in dataclasses.fields(PhotoMeta):
             value = None if row.meta is None else getattr(row.meta, f.name)
             columns[META_PREFIX + f.name].append(value)
-    table = pa.table(columns, schema=schema(dim))
+    layout = schema(dim)
+    for field in layout:
+        if pa.types.is_binary(field.type):
+            values = columns[field.name]
+            columns[field.name] = [None if v is None else os.fsencode(v) for v in values]
+    table = pa.table(columns, schema=layout)
     table = table.replace_schema_metadata(
         {"imgsearch": json.dumps({"layout": LAYOUT, "unit": unit, "model": model, "dim": dim})}
     )
@@ -131,8 +137,8 @@ def write(path: Path, rows: Sequence[ShardRow], dim: int, *, unit: str, model: s
     os.replace(tmp, path)
 
 
-def read(path: Path, *, unit: str, model: str) -> list[ShardRow]:
-    """The rows of a shard written for `unit` with `model`; anything else is an error."""
+def read(path: Path, *, unit: str | None, model: str) -> list[ShardRow]:
+    """The rows of a shard written for `unit` (None: any) with `model`; else an error."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -143,12 +149,15 @@ def read(path: Path, *, unit: str, model: str) -> list[ShardRow]:
             f"{path}: unreadable shard ({exc}); delete it and run `imgsearch index` again"
         ) from exc
     info = json.loads((table.schema.metadata or {}).get(b"imgsearch", b"{}"))
-    wanted = {"layout": LAYOUT, "unit": unit, "model": model}
+    wanted = {"layout": LAYOUT, "unit": unit or info.get("unit"), "model": model}
     if {k: info.get(k) for k in wanted} != wanted:
         raise ImgsearchError(
             f"{path}: shard of another run or model ({info}); delete it and index again"
         )
     data = table.to_pydict()
+    for field in table.schema:
+        if pa.types.is_binary(field.type):
+            data[field.name] = [None if v is None else os.fsdecode(v) for v in data[field.name]]
     rows = []
     for i, path_ in enumerate(data["path"]):
         vec = data["vector"][i]

@@ -9,7 +9,6 @@ shard, as on Ray.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import sys
@@ -87,20 +86,17 @@ def embedder(options: SparkOptions) -> Callable[..., Encoder]:
             library.check_model(encoder.spec)
         spec = encoder.spec
         name, weights = model or (spec.name, spec.pretrained)
-        key = rayengine.model_key(spec)
-        units = shards.plan_units([e for e, _ in work], key, options.shard_size)
+        key = rayengine.model_key(spec, settings)
         folder = Path(options.shard_dir or library.path / rayengine.SHARD_DIR)
         writer = rayengine.ShardWriter(library, work, result, skip, on_progress, owners)
-        todo = rayengine.import_ready(writer, units, folder, key)
-        if todo:
-            _run(todo, writer, folder, key, options, args=dict(
-                name=name, weights=weights, settings=settings, spec_json=key,
+        rest, leftovers = rayengine.import_leftovers(writer, work, folder, key)
+        units = shards.plan_units(rest, key, options.shard_size)
+        if units:
+            _run(units, writer, folder, key, options, args=dict(
+                name=name, weights=weights, settings=settings, run_key=key,
                 folder=str(folder), threads=1, crash_once=options.crash_once,
             ))  # fmt: skip
-        for unit in units:
-            shards.shard_path(folder, unit).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+        rayengine.finish(folder, [*leftovers, *(shards.shard_path(folder, u) for u in units)])
         return encoder
 
     return embed_all

@@ -12,11 +12,14 @@ import shutil
 import socket
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from imgsearch.cli import cli
 from tests.conftest import make_pictures
 from tests.support.harness import SUMMARY_RE
 
@@ -226,3 +229,59 @@ def test_a_failing_unit_stops_the_run_with_a_message_and_keeps_what_was_stored(
             )  # fmt: skip
         assert "next `imgsearch index --engine ray`" in str(err.value)
         assert lib.count() == 0
+
+
+@pytest.mark.ray
+def test_an_interrupted_run_resumes_from_its_shards_without_embedding_them_again(
+    run, tiny_model, tmp_path, ray_cluster, monkeypatch
+):
+    from indexer import rayengine
+
+    folder = tmp_path / "photos"
+    make_pictures(folder, 12)
+    run("index", folder, "--model", tiny_model, "--library", tmp_path / "local")
+    original_add = rayengine.ShardWriter.add
+    imported = []
+
+    shard_dir = tmp_path / "ray" / "ray-shards"
+
+    def add_then_interrupt(self, rows):
+        original_add(self, rows)
+        imported.append(len(rows))
+        deadline = time.monotonic() + 60
+        while len(list(shard_dir.glob("*.parquet"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the actors finish the other two units
+        raise KeyboardInterrupt  # then Ctrl-C, with the first of the three shards stored
+
+    monkeypatch.setattr(rayengine.ShardWriter, "add", add_then_interrupt)
+    monkeypatch.setattr(rayengine.RayOptions, "__init__", _small_units(rayengine.RayOptions))
+    lib = tmp_path / "ray"
+    args = ["index", folder, "--model", tiny_model, "--library", lib, "--engine", "ray"]
+    stopped = CliRunner().invoke(cli, [str(a) for a in args])
+    assert stopped.exit_code == 130, stopped.output
+    assert imported == [4] and len(list(shard_dir.glob("*.parquet"))) == 3
+    monkeypatch.setattr(rayengine.ShardWriter, "add", original_add)
+    sent: list[int] = []
+    original_run = rayengine._run
+
+    def counting_run(ray, units, *args):
+        sent.append(len(units))
+        yield from original_run(ray, units, *args)
+
+    monkeypatch.setattr(rayengine, "_run", counting_run)
+    second = run(*args)
+    assert summary(second).startswith("8 added")  # 4 were stored before the Ctrl-C
+    assert sent == []  # the other 8 came from the shards the actors had finished
+    assert_same_state(tmp_path / "ray", tmp_path / "local")
+    assert not (tmp_path / "ray" / "ray-shards").exists()
+
+
+def _small_units(cls):
+    """RayOptions with 4 files per unit (the CLI makes them with the default 256)."""
+    original = cls.__init__
+
+    def init(self, *args, **kwargs):
+        kwargs.setdefault("shard_size", 4)
+        original(self, *args, **kwargs)
+
+    return init
