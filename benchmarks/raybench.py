@@ -63,7 +63,7 @@ def writer_rate(rows: int, dim: int = 512, shard: int = 256) -> float:
 
     from imgsearch.library import Library
     from imgsearch.photo import PhotoMeta
-    from indexer import rayengine, shards
+    from indexer import shardimport, shards
     from indexer.pipeline import IndexResult
     from indexer.walk import FileEntry
 
@@ -75,7 +75,7 @@ def writer_rate(rows: int, dim: int = 512, shard: int = 256) -> float:
         Library.open(Path(tmp) / "lib", create=True) as lib,
         lib.write_lock(),
     ):
-        writer = rayengine.ShardWriter(lib, work, IndexResult(), lambda p, r: None, None, {})
+        writer = shardimport.ShardWriter(lib, work, IndexResult(), lambda p, r: None, None, {})
         t0 = time.perf_counter()
         for start in range(0, rows, shard):
             vecs = rng.standard_normal((min(shard, rows - start), dim)).astype(np.float32)

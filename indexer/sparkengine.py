@@ -2,8 +2,8 @@
 
 For users who already run Spark. One task per work unit (indexer.shards): the task's Python
 worker keeps the image encoder between tasks (Spark reuses Python workers), decodes, embeds and
-writes the unit's shard with indexer.rayengine.EmbedActor; the driver imports the shards as the
-tasks finish, with the same one writer (rayengine.ShardWriter). A retried task rewrites the same
+writes the unit's shard with indexer.rayengine.EmbedActor; the driver imports the shards when
+the job ends, with the same one writer (indexer.shardimport). A retried task rewrites the same
 shard, as on Ray.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgsearch.errors import ImgsearchError
-from indexer import rayengine, shards
+from indexer import rayengine, shardimport, shards
 
 if TYPE_CHECKING:
     from imgsearch.config import Settings
@@ -88,15 +88,15 @@ def embedder(options: SparkOptions) -> Callable[..., Encoder]:
         name, weights = model or (spec.name, spec.pretrained)
         key = rayengine.model_key(spec, settings)
         folder = Path(options.shard_dir or library.path / rayengine.SHARD_DIR)
-        writer = rayengine.ShardWriter(library, work, result, skip, on_progress, owners)
-        rest, leftovers = rayengine.import_leftovers(writer, work, folder, key)
+        writer = shardimport.ShardWriter(library, work, result, skip, on_progress, owners)
+        rest, leftovers = shardimport.import_leftovers(writer, work, folder, key)
         units = shards.plan_units(rest, key, options.shard_size)
         if units:
             _run(units, writer, folder, key, options, args=dict(
                 name=name, weights=weights, settings=settings, run_key=key,
                 folder=str(folder), threads=1, crash_once=options.crash_once,
             ))  # fmt: skip
-        rayengine.finish(folder, [*leftovers, *(shards.shard_path(folder, u) for u in units)])
+        shardimport.finish(folder, [*leftovers, *(shards.shard_path(folder, u) for u in units)])
         return encoder
 
     return embed_all
@@ -104,7 +104,7 @@ def embedder(options: SparkOptions) -> Callable[..., Encoder]:
 
 def _run(
     units: Sequence[shards.Unit],
-    writer: rayengine.ShardWriter,
+    writer: shardimport.ShardWriter,
     folder: Path,
     key: str,
     options: SparkOptions,

@@ -235,12 +235,12 @@ def test_a_failing_unit_stops_the_run_with_a_message_and_keeps_what_was_stored(
 def test_an_interrupted_run_resumes_from_its_shards_without_embedding_them_again(
     run, tiny_model, tmp_path, ray_cluster, monkeypatch
 ):
-    from indexer import rayengine
+    from indexer import rayengine, shardimport
 
     folder = tmp_path / "photos"
     make_pictures(folder, 12)
     run("index", folder, "--model", tiny_model, "--library", tmp_path / "local")
-    original_add = rayengine.ShardWriter.add
+    original_add = shardimport.ShardWriter.add
     imported = []
 
     shard_dir = tmp_path / "ray" / "ray-shards"
@@ -253,14 +253,14 @@ def test_an_interrupted_run_resumes_from_its_shards_without_embedding_them_again
             time.sleep(0.1)  # the actors finish the other two units
         raise KeyboardInterrupt  # then Ctrl-C, with the first of the three shards stored
 
-    monkeypatch.setattr(rayengine.ShardWriter, "add", add_then_interrupt)
+    monkeypatch.setattr(shardimport.ShardWriter, "add", add_then_interrupt)
     monkeypatch.setattr(rayengine.RayOptions, "__init__", _small_units(rayengine.RayOptions))
     lib = tmp_path / "ray"
     args = ["index", folder, "--model", tiny_model, "--library", lib, "--engine", "ray"]
     stopped = CliRunner().invoke(cli, [str(a) for a in args])
     assert stopped.exit_code == 130, stopped.output
     assert imported == [4] and len(list(shard_dir.glob("*.parquet"))) == 3
-    monkeypatch.setattr(rayengine.ShardWriter, "add", original_add)
+    monkeypatch.setattr(shardimport.ShardWriter, "add", original_add)
     sent: list[int] = []
     original_run = rayengine._run
 
