@@ -169,6 +169,7 @@ def connect(ray: Any, options: RayOptions) -> bool:
     try:
         ray.init(
             address=options.address, log_to_driver=not quiet, include_dashboard=False,
+            configure_logging=not quiet,
             logging_level=logging.WARNING if quiet else logging.INFO,
         )  # fmt: skip
     except ConnectionError as exc:
