@@ -219,6 +219,22 @@ def query_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Choice(config_mod.DECODE_MODES),
     help=_help("Decode JPEGs on the cpu, the gpu, or auto (gpu with a CUDA model).", "decode"),
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray", "spark"]),
+    default="local",
+    show_default=True,
+    help="Embed here, on a Ray cluster, or on Spark (pip install 'imgsearch[ray]'; docs/ray.md).",
+)
+@click.option(
+    "--address",
+    help="Ray cluster (10.0.0.1:6379) or Spark master (spark://host:7077) to use; default local.",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(min=1),
+    help="Ray actors holding the model (default: one per GPU, else one per CPU).",
+)
 @click.option("--wait", is_flag=True, help="Wait for another run on the same library to finish.")
 @click.option("--thumbnails", is_flag=True, help="Also make the web UI's grid thumbnails now.")
 @click.option(
@@ -241,6 +257,9 @@ def index(
     batch_size: int | None,
     workers: int | None,
     decode: str | None,
+    engine: str,
+    address: str | None,
+    actors: int | None,
     wait: bool,
     thumbnails: bool,
     allow_nested: bool,
@@ -258,6 +277,7 @@ def index(
       imgsearch index                      # all the library's folders again
       imgsearch index ~/Pictures --model local-dir:/models/clip
       imgsearch index --thumbnails          # and the thumbnails imgsearch serve shows
+      imgsearch index /mnt/photos --engine ray --address 10.0.0.1:6379
     """
     from imgsearch.library import DB_NAME, Library
     from indexer import pipeline
@@ -276,6 +296,22 @@ def index(
         workers=workers,
         decode=decode,
     )
+    embed_all = None
+    if engine == "ray":
+        from indexer import rayengine
+
+        rayengine.import_ray()  # before anything is written: say how to install it
+        rayengine.check_reachable(address)
+        embed_all = rayengine.embedder(rayengine.RayOptions(address=address, actors=actors or 0))
+    elif engine == "spark":
+        from indexer import sparkengine
+
+        if actors:
+            raise click.UsageError("--actors is for --engine ray (Spark: the master's cores)")
+        sparkengine.import_spark()
+        embed_all = sparkengine.embedder(sparkengine.SparkOptions(master=address))
+    elif address or actors:
+        raise click.UsageError("--address and --actors need --engine ray (or spark)")
     if not paths and not (settings.library_path / DB_NAME).is_file():
         raise click.UsageError("give the folders to index, e.g.  imgsearch index ~/Pictures")
     check_new_library_folder(str(settings.library_path), allowed=allow_nested)
@@ -331,6 +367,7 @@ def index(
                     else lambda path, reason: say(f"skipping {display(path)}: {reason}"),
                     on_status=None if quiet else say,
                     allow_nested=allow_nested,
+                    embed_all=embed_all,
                 )
             except BaseException:
                 with contextlib.suppress(ImgsearchError):  # cannot tell: keep it

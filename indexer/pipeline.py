@@ -351,6 +351,7 @@ def run(
     on_skip: Callable[[str, str], None] | None = None,
     on_status: Callable[[str], None] | None = None,
     allow_nested: bool = False,
+    embed_all: Callable[..., Encoder] | None = None,
 ) -> IndexResult:
     """Index `roots` into `library` (caller holds the write lock); no roots: every root the
     library has. New folders become roots of the library.
@@ -358,6 +359,8 @@ def run(
     `load_encoder` gives the image encoder (torch, or imgsearch.imageonnx's); `load_torch` the
     torch Encoder the text-tower export needs (default: `load_encoder`). `model` = (name,
     weights) that they load, when known: decoding can then start while the model loads.
+    `embed_all`: the embed stage, with `_embed_all`'s arguments (indexer.rayengine's runs on
+    Ray); planning, moves, deletions and the ANN index stay here.
     """
     started, t0 = now(), time.perf_counter()
     result = IndexResult()
@@ -422,7 +425,7 @@ def run(
     status = "interrupted"
     try:
         if todo.to_embed:
-            encoder = _embed_all(
+            encoder = (embed_all or _embed_all)(
                 library, todo.to_embed, settings, load_encoder, model, result, skip, on_progress,
                 owners,
             )  # fmt: skip
