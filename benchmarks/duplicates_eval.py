@@ -4,7 +4,7 @@
 Quality: from /work/shared/photos/imagenet-500, `--originals` photos each get five copies in a
 temp dir (resized to 50%, re-encoded at q40, a 5% crop, an EXIF-rotated copy whose pixels are
 stored rotated with Orientation 6, a greyscale copy); the other photos are distinct negatives.
-Each model embeds everything through indexer.decode (as `imgsearch index` would); groups come
+Each model embeds everything through imgsearch.decode (as `imgsearch index` would); groups come
 from imgsearch.duplicates.find_groups(kind="near"). Pairwise precision/recall: a predicted pair
 is two photos in one group; a true pair is two photos of one family.
 
@@ -76,9 +76,9 @@ def make_set(
 
 
 def embed(model: str, items: list[tuple[Path, int, str]]) -> tuple[np.ndarray, float]:
-    """Vectors of every file through indexer.decode + Encoder, and the seconds it took."""
+    """Vectors of every file through imgsearch.decode + Encoder, and the seconds it took."""
+    from imgsearch.decode import Decoded, decode
     from imgsearch.encoder import load_encoder
-    from indexer.decode import Decoded, decode
 
     if model == "vit-b-32":
         encoder = load_encoder("ViT-B-32", "none", "cpu")

@@ -52,7 +52,7 @@ class DuplicateParams:
 
 @dataclass(frozen=True)
 class ImageFacts:
-    """What the library knows of a photo (from its row; metadata from indexer.exif)."""
+    """What the library knows of a photo (from its row; metadata from imgsearch.exif)."""
 
     path: str
     size: int  # bytes

@@ -205,7 +205,7 @@ class Searcher:
         stored = self._stored_vector(path)
         if stored is not None:
             return stored[1]
-        from indexer.decode import DecodeFailed, decode
+        from imgsearch.decode import DecodeFailed, decode
 
         absolute = canonical(path)
         if not os.path.lexists(absolute):

@@ -40,9 +40,9 @@ from indexer.walk import FileEntry, WalkSkip, fingerprint, scan
 
 if TYPE_CHECKING:
     from imgsearch.config import Settings
+    from imgsearch.decode import Decoded, DecodeFailed
     from imgsearch.encoder import Encoder
     from imgsearch.modelspec import PreprocessSpec
-    from indexer.decode import Decoded, DecodeFailed
     from indexer.gpudecode import DeviceDecoder, JpegPayload
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def _match_moves(
 def _decode_chunk(
     paths: Sequence[str], spec: PreprocessSpec, max_pixels: int
 ) -> list[Decoded | DecodeFailed]:
-    from indexer.decode import decode
+    from imgsearch.decode import decode
 
     return [decode(p, spec, max_pixels=max_pixels) for p in paths]
 
@@ -254,7 +254,7 @@ class DecodeStream:
             return
         # forkserver: workers never inherit torch's threads or a half-held lock from this process.
         ctx = multiprocessing.get_context("forkserver")
-        decoder_module = "indexer.gpudecode" if for_device else "indexer.decode"
+        decoder_module = "indexer.gpudecode" if for_device else "imgsearch.decode"
         ctx.set_forkserver_preload(["indexer.forkserver_init", decoder_module])
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
@@ -494,7 +494,7 @@ def _embed_all(
     on_progress: Callable[[Progress], None] | None,
     owners: dict[str, int | None],
 ) -> Encoder:
-    from indexer.decode import Decoded, DecodeFailed
+    from imgsearch.decode import Decoded, DecodeFailed
     from indexer.gpudecode import JpegPayload
 
     is_update = {e.path: upd for e, upd in work}
@@ -684,7 +684,7 @@ def _backfill_metadata(
     stale = library.stale_metadata(METADATA_VERSION)
     if not stale:
         return 0
-    from indexer.decode import DecodeFailed, read_file_metadata
+    from imgsearch.decode import DecodeFailed, read_file_metadata
 
     if on_status:
         on_status(f"reading photo metadata of {len(stale)} images indexed before it was kept ...")

@@ -22,15 +22,15 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.modelspec import PreprocessSpec
-from indexer.exif import PhotoMeta, read_metadata
-from indexer.walk import (
+from imgsearch.exif import PhotoMeta, read_metadata
+from imgsearch.filetype import (
     RAW_EXTENSIONS,
     describe_file_type,
     fingerprint_fd,
     sniff_format,
     sniff_unsupported,
 )
+from imgsearch.modelspec import PreprocessSpec
 
 RAW_REASON = "camera RAW file: not supported (index the camera's JPEG beside it, or export one)"
 
@@ -95,7 +95,7 @@ class Decoded:
     taken_at: str | None  # == meta.taken_at: ISO 8601, EXIF capture time else file mtime
     size: int  # fstat of the file as it was read
     mtime_ns: int
-    fingerprint: str  # indexer.walk.fingerprint of the same bytes
+    fingerprint: str  # imgsearch.filetype.fingerprint of the same bytes
     meta: PhotoMeta  # capture time and its source, camera, lens, GPS, type, folder
 
 
