@@ -404,12 +404,14 @@ __all__ = [
 # --- on a library -------------------------------------------------------------------------------
 def library_groups(library: Any, kind: str, folder: str | None = None) -> list[DuplicateGroup]:
     """Duplicate groups among a library's photos (inside `folder`, canonical, if given): the
-    stored vectors, the metadata columns as facts, stored content hashes where known."""
+    stored vectors, the metadata columns as facts, stored content and perceptual hashes where
+    known (a photo without a stored perceptual hash is read, once, when it is a candidate)."""
     from imgsearch.paths import from_key, prefix_range
+    from imgsearch.photohash import unpack
 
     sql = (
         "SELECT id, path, size, width, height, taken_at, taken_at_source, camera_make, "
-        "camera_model, lens, latitude, content_hash FROM images WHERE status = 'ok'"
+        "camera_model, lens, latitude, content_hash, phash FROM images WHERE status = 'ok'"
     )
     args: list[Any] = []
     if folder is not None:
@@ -420,7 +422,8 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
         rows = cur.execute(sql + " ORDER BY id", args).fetchall()
     facts: dict[int, ImageFacts] = {}
     hashes: dict[int, str] = {}
-    for rid, key, size, w, h, taken, source, make, model, lens, lat, chash in rows:
+    phashes: dict[int, PHash] = {}
+    for rid, key, size, w, h, taken, source, make, model, lens, lat, chash, stored in rows:
         known = (make, model, lens, lat)
         facts[rid] = ImageFacts(
             path=from_key(key), size=size, width=w, height=h,
@@ -430,6 +433,8 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
         )  # fmt: skip
         if chash:
             hashes[rid] = chash
+        if (phash := unpack(stored)) is not None:
+            phashes[rid] = phash
     ids = np.fromiter(facts, dtype=np.int64, count=len(facts))
     found_ids, vectors = library.vectors_for_ids(ids) if len(ids) else (ids, np.empty((0, 0)))
     order = [int(i) for i in found_ids]
@@ -439,5 +444,10 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
     def digest(i: int) -> str | None:
         return hashes.get(i) or content_hash(facts[i].path)
 
+    def picture(i: int) -> PHash | None:
+        return phashes[i] if i in phashes else perceptual_hash(facts[i].path)
+
     neighbours = faiss_neighbours(vectors) if kind != "exact" else None
-    return find_groups(order, vectors, neighbours, facts, kind, content_hash_fn=digest)
+    return find_groups(
+        order, vectors, neighbours, facts, kind, phash_fn=picture, content_hash_fn=digest
+    )

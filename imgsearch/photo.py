@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Bump when imgsearch/exif.py learns a field or a fix: the library re-reads rows stored with less.
-METADATA_VERSION = 1
+METADATA_VERSION = 2  # 2: the perceptual hash (0008)
 
 
 @dataclass(frozen=True)

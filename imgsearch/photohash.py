@@ -52,6 +52,18 @@ def picture_hash(image: Image.Image) -> PHash:
     return (_bits(imagehash.phash(grey)), _bits(imagehash.phash(centre)))
 
 
+def pack(h: PHash) -> bytes:
+    """The 16 bytes stored in the library's `phash` column (full, then centre; big-endian)."""
+    return h[0].to_bytes(8, "big") + h[1].to_bytes(8, "big")
+
+
+def unpack(raw: bytes | None) -> PHash | None:
+    """The PHash of a `phash` column value; None for NULL or a value of another size."""
+    if raw is None or len(raw) != 16:
+        return None
+    return (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))
+
+
 def _bits(h: Any) -> int:
     return int(str(h), 16)
 
@@ -63,4 +75,12 @@ def hash_distance(a: PHash | None, b: PHash | None) -> int | None:
     return min((a[0] ^ b[0]).bit_count(), (a[0] ^ b[1]).bit_count(), (a[1] ^ b[0]).bit_count())
 
 
-__all__ = ["PHash", "content_hash", "hash_distance", "perceptual_hash", "picture_hash"]
+__all__ = [
+    "PHash",
+    "content_hash",
+    "hash_distance",
+    "pack",
+    "perceptual_hash",
+    "picture_hash",
+    "unpack",
+]

@@ -32,6 +32,7 @@ from imgsearch.library import (
     now,
 )
 from imgsearch.paths import canonical
+from imgsearch.photohash import pack
 from imgsearch.vectors import IndexParams
 from indexer import lifeline
 from indexer import roots as roots_mod
@@ -671,34 +672,39 @@ def _record(item: Decoded, vector: np.ndarray, root_id: int | None) -> ImageReco
         path=item.path, size=item.size, mtime_ns=item.mtime_ns, fingerprint=item.fingerprint,
         width=item.width, height=item.height, taken_at=item.taken_at,
         vector=np.asarray(vector, dtype=np.float32), root_id=root_id, meta=item.meta,
+        phash=pack(item.phash) if item.phash is not None else None,
     )  # fmt: skip
 
 
 def _backfill_metadata(
     library: Library, settings: Settings, on_status: Callable[[str], None] | None
 ) -> int:
-    """Read the metadata of rows stored before it was kept (or by an older reader): EXIF only,
-    nothing is decoded to pixels or embedded again. Returns how many rows were updated."""
+    """Read the metadata of rows stored before it was kept (or by an older reader), and their
+    perceptual hash (a small JPEG draft decode); nothing is embedded again. Returns how many
+    rows were updated."""
     from imgsearch.photo import METADATA_VERSION
 
     stale = library.stale_metadata(METADATA_VERSION)
     if not stale:
         return 0
-    from imgsearch.decode import DecodeFailed, read_file_metadata
+    from imgsearch.decode import DecodeFailed, read_file_metadata, read_file_phash
 
     if on_status:
         on_status(f"reading photo metadata of {len(stale)} images indexed before it was kept ...")
     batch: list[tuple[int, str, Any]] = []
+    hashes: dict[int, bytes] = {}
     done = 0
     for row_id, path in stale:
         meta = read_file_metadata(path, max_pixels=settings.max_pixels)
         if not isinstance(meta, DecodeFailed):
             batch.append((row_id, path, meta))
+            if (phash := read_file_phash(path, max_pixels=settings.max_pixels)) is not None:
+                hashes[row_id] = pack(phash)
         if len(batch) >= 500:
-            library.set_metadata(batch)
+            library.set_metadata(batch, hashes)
             done += len(batch)
-            batch = []
-    library.set_metadata(batch)
+            batch, hashes = [], {}
+    library.set_metadata(batch, hashes)
     return done + len(batch)
 
 
