@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from imgsearch.photohash import PHash, content_hash, hash_distance, perceptual_hash, picture_hash
+
+if TYPE_CHECKING:
+    from imgsearch.vectors import IndexParams, VectorIndex
 
 KINDS = ("exact", "near", "similar")
 # (m, d) queries, k -> (scores (m, k), row indices (m, k); -1 where there is none)
@@ -31,6 +34,10 @@ NeighboursFn = Callable[[npt.NDArray[np.float32], int], tuple[np.ndarray, np.nda
 FLAT_MAX = 20_000  # faiss_neighbours: exact search up to this many vectors
 PCA_DIM = 64  # above: candidates from an exact search in this many PCA dimensions
 MAX_DENSE_COMPONENT = 4000  # larger linked sets break medoid ties by id, not by centrality
+# index_neighbours over the library's IVF index: lists probed and candidates per neighbour
+# wanted (8-bit codes choose them; exact cosines rank them), measured in DUPLICATES.md
+IVF_NPROBE = 3
+IVF_CANDIDATES = 1
 
 
 @dataclass(frozen=True)
@@ -217,19 +224,25 @@ def _neighbour_pairs(
 def _band_pairs(
     ids: Sequence[int], phash: Callable[[int], PHash | None], max_bucket: int
 ) -> set[tuple[int, int]]:
-    """Pairs whose full pHash agrees exactly on one of its four 16-bit bands."""
+    """Pairs where one photo's full pHash agrees exactly on one of its four 16-bit bands with
+    the other's full pHash or one of its crop windows' (a crop of the other, then)."""
     row = {image_id: n for n, image_id in enumerate(ids)}
+    hashes = {i: h for i in ids if (h := phash(i)) is not None}
     buckets: dict[tuple[int, int], list[int]] = {}
-    for i in ids:
-        h = phash(i)
-        if h is not None:
-            for band in range(4):
-                buckets.setdefault((band, (h[0] >> (16 * band)) & 0xFFFF), []).append(i)
+    for i, h in hashes.items():
+        for band in range(4):
+            buckets.setdefault((band, (h[0] >> (16 * band)) & 0xFFFF), []).append(i)
     pairs = set()
     for same in buckets.values():
         if 1 < len(same) <= max_bucket:
             pairs |= {(a, b) if row[a] < row[b] else (b, a)
                       for n, a in enumerate(same) for b in same[n + 1 :]}  # fmt: skip
+    for i, h in hashes.items():
+        probes = {(band, (w >> (16 * band)) & 0xFFFF) for w in h[1:] for band in range(4)}
+        for key in probes:
+            same = buckets.get(key)
+            if same is not None and len(same) <= max_bucket:
+                pairs |= {(i, j) if row[i] < row[j] else (j, i) for j in same if j != i}
     return pairs
 
 
@@ -385,6 +398,51 @@ def faiss_neighbours(vectors: npt.NDArray[np.float32]) -> NeighboursFn:
     return search
 
 
+def index_neighbours(
+    index: VectorIndex, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]
+) -> NeighboursFn:
+    """Neighbours from the library's own ANN index (imgsearch/annindex.py; its ids are row
+    ids) among `ids`, as rows of `vectors` (row i is ids[i], ids ascending), scored exactly
+    with `vectors`. Exact index: its own search. IVF: candidates from IVF_NPROBE lists (copies
+    are near-identical vectors: they share a list or sit in the next one), re-scored."""
+    import faiss
+
+    ids = np.asarray(ids, dtype=np.int64)
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    subset = len(ids) < index.ntotal
+    selector = faiss.IDSelectorBatch(ids) if subset else None
+
+    def rows_of(found: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        at = np.minimum(np.searchsorted(ids, found), len(ids) - 1)
+        return np.where((found >= 0) & (ids[at] == found), at, -1)
+
+    def search(queries: npt.NDArray[np.float32], k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if index.kind != "ivf":
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            scores, found = index.index.search(q, k, params=params)
+            rows = rows_of(found)
+            return np.where(rows >= 0, scores, -np.inf).astype(np.float32), rows
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)
+        wanted = min(index.ntotal, IVF_CANDIDATES * k)
+        scores = np.empty((len(q), k), np.float32)
+        rows = np.empty((len(q), k), np.int64)
+        for start in range(0, len(q), 8192):  # exact cosines, a block at a time
+            block = q[start : start + 8192]
+            _, found = index.index.search(block, wanted, params=params)
+            cand = rows_of(found)
+            exact = np.einsum("nd,nkd->nk", block, data[np.maximum(cand, 0)])
+            exact[cand < 0] = -np.inf
+            best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            scores[start : start + 8192] = np.take_along_axis(exact, best, 1)
+            chosen = np.take_along_axis(cand, best, 1)
+            rows[start : start + 8192] = np.where(np.isfinite(scores[start : start + 8192]),
+                                                  chosen, -1)  # fmt: skip
+        return scores, rows
+
+    return search
+
+
 __all__ = [
     "KINDS",
     "DuplicateGroup",
@@ -396,16 +454,20 @@ __all__ = [
     "hash_distance",
     "faiss_neighbours",
     "find_groups",
+    "index_neighbours",
     "perceptual_hash",
     "picture_hash",
 ]
 
 
 # --- on a library -------------------------------------------------------------------------------
-def library_groups(library: Any, kind: str, folder: str | None = None) -> list[DuplicateGroup]:
+def library_groups(
+    library: Any, kind: str, folder: str | None = None, params: IndexParams | None = None
+) -> list[DuplicateGroup]:
     """Duplicate groups among a library's photos (inside `folder`, canonical, if given): the
-    stored vectors, the metadata columns as facts, stored content and perceptual hashes where
-    known (a photo without a stored perceptual hash is read, once, when it is a candidate)."""
+    stored vectors, CLIP neighbours from the library's ANN index (`params`: the settings'),
+    the metadata columns as facts, stored content and perceptual hashes where known (a photo
+    without a stored perceptual hash is read, once, when it is a candidate)."""
     from imgsearch.paths import from_key, prefix_range
     from imgsearch.photohash import unpack
 
@@ -437,6 +499,9 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
             phashes[rid] = phash
     ids = np.fromiter(facts, dtype=np.int64, count=len(facts))
     found_ids, vectors = library.vectors_for_ids(ids) if len(ids) else (ids, np.empty((0, 0)))
+    if len(found_ids) > 1 and np.any(np.diff(found_ids) < 0):  # index_neighbours: ascending
+        ascending = np.argsort(found_ids, kind="stable")
+        found_ids, vectors = found_ids[ascending], vectors[ascending]
     order = [int(i) for i in found_ids]
     if not order:
         return []
@@ -447,7 +512,12 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
     def picture(i: int) -> PHash | None:
         return phashes[i] if i in phashes else perceptual_hash(facts[i].path)
 
-    neighbours = faiss_neighbours(vectors) if kind != "exact" else None
+    neighbours = None
+    if kind != "exact":
+        from imgsearch.vectors import IndexParams
+
+        index = library.ann.current(params or IndexParams())
+        neighbours = index_neighbours(index, found_ids, vectors)
     return find_groups(
         order, vectors, neighbours, facts, kind, phash_fn=picture, content_hash_fn=digest
     )

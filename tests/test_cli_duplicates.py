@@ -115,7 +115,7 @@ def test_a_0006_library_gets_its_hashes_on_the_next_index(run, copies, isolated_
     result = run("index")
     assert "0 added, 0 updated" in result.stderr and "reading photo metadata of 8" in result.stderr
     assert dict(con.execute("SELECT id, vector_gen FROM images")) == before  # nothing embedded
-    assert con.execute("SELECT count(*) FROM images WHERE length(phash) = 16").fetchone() == (8,)
+    assert con.execute("SELECT count(*) FROM images WHERE length(phash) = 80").fetchone() == (8,)
     read.clear()
     assert json.loads(run("duplicates", "--kind", "near", "--json").stdout) == with_hashes
     assert read == []

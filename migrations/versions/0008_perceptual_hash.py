@@ -1,8 +1,8 @@
 """Perceptual hashes stored at index time, so `duplicates --kind near` decodes no photo.
 
-`phash` holds imgsearch.photohash's PHash of the upright picture as 16 bytes (the full
-picture's 64-bit pHash, then its central 95%'s, big-endian), computed by the decoder from the
-pixels it already has. Rows from before this revision have NULL; METADATA_VERSION 2 makes the
+`phash` holds imgsearch.photohash's PHash of the upright picture, 8 big-endian bytes per
+64-bit pHash: the full picture's, then its crop windows' (80 bytes), computed by the decoder
+from the pixels it already has. Rows from before this revision have NULL; METADATA_VERSION 2 makes the
 next `index` fill them (a small decode of each file, nothing is embedded again).
 
 Revision ID: 0008
