@@ -262,3 +262,31 @@ def test_neighbours_from_the_library_index_stay_inside_the_folder() -> None:
     assert rows.min() >= -1 and rows.max() < len(inside)
     assert (rows[:, 0] == np.arange(len(inside))).mean() > 0.99  # itself, first
     assert np.all(np.isneginf(scores[rows < 0]))
+
+
+def test_a_crop_matches_one_of_its_originals_windows(tmp_path: Path) -> None:
+    """5% crops at any offset: the crop's full hash is within a few bits of one of the
+    original's 3x3 window hashes (the full hashes alone are far apart), and the hash bands
+    propose the pair although CLIP puts the crop elsewhere."""
+    from imgsearch.photohash import hash_distance, perceptual_hash
+
+    original = scene(7, (400, 300))
+    original.save(tmp_path / "o.jpg", quality=95)
+    paths = [tmp_path / "o.jpg"]
+    for n, (ox, oy) in enumerate([(0, 0), (20, 15), (9, 4), (20, 0)]):
+        original.crop((ox, oy, ox + 380, oy + 285)).save(tmp_path / f"c{n}.jpg", quality=90)
+        paths.append(tmp_path / f"c{n}.jpg")
+    hashes = [perceptual_hash(str(p)) for p in paths]
+    for h in hashes[1:]:
+        assert hash_distance(hashes[0], h) <= 6
+        assert hash_distance(hashes[0][:1], h[:1]) > hash_distance(hashes[0], h)
+    others = [scene(100 + n, (400, 300)) for n in range(6)]
+    for n, im in enumerate(others):
+        im.save(tmp_path / f"x{n}.jpg", quality=90)
+    paths += [tmp_path / f"x{n}.jpg" for n in range(6)]
+    ids = list(range(len(paths)))
+    facts = {i: ImageFacts(str(p), p.stat().st_size) for i, p in zip(ids, paths)}
+    vectors = unit(np.random.default_rng(0).normal(size=(len(ids), 32)))  # CLIP: no help
+    params = DuplicateParams(near_min_cosine=-1.0, neighbours=1, near_max_hash=8)
+    groups = find_groups(ids, vectors, faiss_neighbours(vectors), facts, "near", params=params)
+    assert [members(g) for g in groups] == [{0, 1, 2, 3, 4}]
