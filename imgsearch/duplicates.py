@@ -3,8 +3,8 @@
 Three kinds:
 - exact: byte-identical files (same size, then the same blake2b of the whole file);
 - near: the same picture resized, re-encoded, lightly cropped, rotated by EXIF or made grey:
-  CLIP neighbours (cosine >= near_min_cosine) confirmed by a perceptual hash (imagehash's
-  pHash of the upright picture, crop-aware, distance <= near_max_hash bits of 64);
+  CLIP neighbours (and photos whose hashes share a band) confirmed by a perceptual hash (pHash
+  of the upright picture and of 3x3 crop windows, distance <= near_max_hash bits of 64);
 - similar: burst shots: the same camera within similar_seconds and cosine >= similar_min_cosine.
 
 Groups do not chain: a group is a medoid and the photos confirmed against that medoid itself,
@@ -45,8 +45,11 @@ class DuplicateParams:
     """Thresholds, measured in benchmarks/DUPLICATES.md."""
 
     neighbours: int = 10  # CLIP neighbours looked at per photo
-    near_min_cosine: float = 0.50  # loose: the hash decides; weak models put copies at 0.6
-    near_max_hash: int = 12
+    # Chosen on the tune half of benchmarks/duplicates_eval.py (best recall at precision
+    # >= 0.995, then the tightest hash): CLIP proposes, the hash decides (a weak model put true
+    # copies at cosine -0.5); crops are within 6 bits of a window, distinct photos >= 12 apart.
+    near_min_cosine: float = -1.0
+    near_max_hash: int = 6
     similar_seconds: float = 10.0
     similar_min_cosine: float = 0.90
     # Also pair photos whose perceptual hashes (full, or a crop window against a full one) share
