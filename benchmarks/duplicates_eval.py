@@ -1,19 +1,21 @@
 """Near-duplicate finding, measured (issue 10 §4): quality on copies of real photos, speed on
 100k synthetic vectors.
 
-Quality: from /work/shared/photos/imagenet-500, `--originals` photos each get five copies in a
-temp dir (resized to 50%, re-encoded at q40, a 5% crop, an EXIF-rotated copy whose pixels are
-stored rotated with Orientation 6, a greyscale copy); the other photos are distinct negatives.
-Each model embeds everything through imgsearch.decode (as `imgsearch index` would); groups come
-from imgsearch.duplicates.find_groups(kind="near"). Pairwise precision/recall: a predicted pair
-is two photos in one group; a true pair is two photos of one family.
+Quality: the photos of /work/shared/photos/imagenet-500 are split in two disjoint halves; in
+each, `--originals` photos get five copies in a temp dir (resized to 50%, re-encoded at q40, a
+5% crop, an EXIF-rotated copy whose pixels are stored rotated with Orientation 6, a greyscale
+copy) and `--negatives` others are distinct negatives. Each model embeds everything through
+imgsearch.decode (as `imgsearch index` would, which also gives the stored perceptual hashes);
+groups come from imgsearch.duplicates.find_groups(kind="near"). Thresholds are chosen on the
+tune half, figures reported on the test half. Pairwise precision/recall: a predicted pair is
+two photos in one group; a true pair is two photos of one family.
 
 Speed: `duplicates_s_100k` = find_groups(kind="near") over 100k synthetic CLIP-like vectors
 (benchmarks/synth.py) with 5,000 planted families of 2-4, neighbours from the library's ANN
 index (built as `imgsearch index` builds it, before the clock starts) included;
 `..._own_faiss`: the same with the FAISS index duplicates used to build for itself.
 
-    python benchmarks/duplicates_eval.py --models vit-b-32,tiny,tinyclip
+    python benchmarks/duplicates_eval.py --models tiny,tinyclip --speed-n 0
     python benchmarks/duplicates_eval.py --speed-only
 """
 
