@@ -499,7 +499,10 @@ def _strategy(index: Any, allowed: npt.NDArray[np.int64] | None) -> str:
         return "exact"
     if allowed is None:
         return "ivf"
-    return "exact-subset" if len(allowed) <= index.params.exact_max else "ivf-filtered"
+    from imgsearch.vectors import EXACT_SUBSET
+
+    small = len(allowed) <= min(index.params.exact_max, EXACT_SUBSET)
+    return "exact-subset" if small else "ivf-filtered"
 
 
 def _hit(info: ImageInfo, score: float | None) -> Hit:
