@@ -58,8 +58,8 @@ class Case:
 
 def embed_world(seed: int) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
     """(class -> (POOL, d) image vectors, query text -> vector, null bank vectors)."""
+    from imgsearch.decode import to_model_input
     from imgsearch.encoder import load_encoder
-    from indexer.decode import to_model_input
     from tests.support.tinyclip import train_tiny_clip
 
     cache = Path(tempfile.gettempdir()) / "imgsearch-test-cache"

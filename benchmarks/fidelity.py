@@ -40,7 +40,7 @@ def clip_transform(spec: PreprocessSpec) -> Any:
 
 def reference_input(path: str, spec: PreprocessSpec, max_pixels: int) -> npt.NDArray[np.uint8]:
     """open_clip's eval transform of the full-size oriented image, as uint8 (H, W, 3)."""
-    from indexer.decode import open_image
+    from imgsearch.decode import open_image
 
     image = open_image(path, max_pixels=max_pixels, draft_to=None)
     tensor = clip_transform(spec)(image).numpy()
@@ -51,8 +51,8 @@ def reference_input(path: str, spec: PreprocessSpec, max_pixels: int) -> npt.NDA
 
 
 def file_psnr(path: str, spec: PreprocessSpec, max_pixels: int, draft: bool = True) -> float:
-    """PSNR (dB) of indexer.decode.decode's pixels vs the reference; nan if it cannot decode."""
-    from indexer.decode import DecodeFailed, decode, psnr
+    """PSNR (dB) of imgsearch.decode.decode's pixels vs the reference; nan if it cannot decode."""
+    from imgsearch.decode import DecodeFailed, decode, psnr
 
     got = decode(path, spec, max_pixels=max_pixels, draft=draft)
     if isinstance(got, DecodeFailed):

@@ -82,8 +82,8 @@ def onnx_fidelity(params: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from imgsearch import exports, imageonnx
+    from imgsearch.decode import Decoded, decode
     from imgsearch.encoder import load_encoder
-    from indexer.decode import Decoded, decode
 
     torch_enc = load_encoder(throughput.MODEL, throughput.WEIGHTS, "cpu")
     folder = exports.image_export_dir(throughput.MODEL, throughput.WEIGHTS)

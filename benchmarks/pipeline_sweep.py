@@ -38,7 +38,7 @@ def pipeline_rate(
     """Images/s of decode (process pool) -> batched embed, as indexer.pipeline._embed_all."""
     import torch
 
-    from indexer.decode import Decoded
+    from imgsearch.decode import Decoded
     from indexer.pipeline import DecodeStream
 
     torch.set_num_threads(threads)

@@ -46,7 +46,7 @@ def decode_rate(
     With `device_decoder` (indexer.pipeline.device_decoder's GPU JPEG decoder, which the
     indexer uses when the model runs on CUDA), JPEGs go through it in batches as in indexing.
     """
-    from indexer.decode import DecodeFailed
+    from imgsearch.decode import DecodeFailed
     from indexer.pipeline import DecodeStream
 
     workers = settings.workers or (os.cpu_count() or 1)  # as indexer.pipeline._embed_all

@@ -793,10 +793,15 @@ def duplicates(
     import json
 
     from imgsearch import duplicates as dup
+    from imgsearch.library import Library
     from imgsearch.paths import canonical, json_fields
+    from imgsearch.vectors import IndexParams
 
-    with _open_existing(ctx, library) as lib:
-        groups = dup.library_groups(lib, kind, canonical(folder) if folder else None)
+    settings = settings_from(ctx, library=library)
+    with Library.open(settings.library_path) as lib:
+        groups = dup.library_groups(
+            lib, kind, canonical(folder) if folder else None, IndexParams.from_settings(settings)
+        )
     if fmt == "json":
         out = []
         for g in groups:

@@ -3,8 +3,8 @@
 Three kinds:
 - exact: byte-identical files (same size, then the same blake2b of the whole file);
 - near: the same picture resized, re-encoded, lightly cropped, rotated by EXIF or made grey:
-  CLIP neighbours (cosine >= near_min_cosine) confirmed by a perceptual hash (imagehash's
-  pHash of the upright picture, crop-aware, distance <= near_max_hash bits of 64);
+  CLIP neighbours (and photos whose hashes share a band) confirmed by a perceptual hash (pHash
+  of the upright picture and of 3x3 crop windows, distance <= near_max_hash bits of 64);
 - similar: burst shots: the same camera within similar_seconds and cosine >= similar_min_cosine.
 
 Groups do not chain: a group is a medoid and the photos confirmed against that medoid itself,
@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from imgsearch.photohash import PHash, content_hash, hash_distance, perceptual_hash, picture_hash
+
+if TYPE_CHECKING:
+    from imgsearch.vectors import IndexParams, VectorIndex
 
 KINDS = ("exact", "near", "similar")
 # (m, d) queries, k -> (scores (m, k), row indices (m, k); -1 where there is none)
@@ -31,6 +34,10 @@ NeighboursFn = Callable[[npt.NDArray[np.float32], int], tuple[np.ndarray, np.nda
 FLAT_MAX = 20_000  # faiss_neighbours: exact search up to this many vectors
 PCA_DIM = 64  # above: candidates from an exact search in this many PCA dimensions
 MAX_DENSE_COMPONENT = 4000  # larger linked sets break medoid ties by id, not by centrality
+# index_neighbours over the library's IVF index: lists probed and candidates per neighbour
+# wanted (8-bit codes choose them; exact cosines rank them), measured in DUPLICATES.md
+IVF_NPROBE = 3
+IVF_CANDIDATES = 1
 
 
 @dataclass(frozen=True)
@@ -38,12 +45,16 @@ class DuplicateParams:
     """Thresholds, measured in benchmarks/DUPLICATES.md."""
 
     neighbours: int = 10  # CLIP neighbours looked at per photo
-    near_min_cosine: float = 0.50  # loose: the hash decides; weak models put copies at 0.6
-    near_max_hash: int = 12
+    # Chosen on the tune half of benchmarks/duplicates_eval.py (best recall at precision
+    # >= 0.995, then the tightest hash): CLIP proposes, the hash decides (a weak model put true
+    # copies at cosine -0.5); crops are within 6 bits of a window, distinct photos >= 12 apart.
+    near_min_cosine: float = -1.0
+    near_max_hash: int = 6
     similar_seconds: float = 10.0
     similar_min_cosine: float = 0.90
-    # Also pair photos whose perceptual hashes share one of 4 16-bit bands exactly (any two
-    # within 3 bits do): finds copies CLIP does not place near (grey copies under weak models).
+    # Also pair photos whose perceptual hashes (full, or a crop window against a full one) share
+    # one of 4 16-bit bands exactly (any two within 3 bits do): finds copies CLIP does not place
+    # near (grey copies and crops under weak models).
     # Needs every photo's hash: fast with hashes stored at index time (phash_fn), about 10 ms
     # a photo when the default phash_fn reads the files.
     hash_candidates: bool = True
@@ -52,7 +63,7 @@ class DuplicateParams:
 
 @dataclass(frozen=True)
 class ImageFacts:
-    """What the library knows of a photo (from its row; metadata from indexer.exif)."""
+    """What the library knows of a photo (from its row; metadata from imgsearch.exif)."""
 
     path: str
     size: int  # bytes
@@ -148,7 +159,8 @@ def find_groups(
             raise ValueError("kind near needs neighbours_fn (e.g. faiss_neighbours(vectors))")
         candidates = _neighbour_pairs(ids, vectors, neighbours_fn, params)
         if params.hash_candidates:
-            candidates = sorted(set(candidates) | _band_pairs(ids, phash, params.max_band_bucket))
+            banded = _band_pairs(ids, phash, params.max_band_bucket, params.near_max_hash)
+            candidates = sorted(set(candidates) | banded)
     else:
         candidates = _burst_pairs(ids, facts, seconds, params.similar_seconds)
     edges = [(a, b) for a, b in candidates if confirm(a, b)]
@@ -215,22 +227,42 @@ def _neighbour_pairs(
 
 
 def _band_pairs(
-    ids: Sequence[int], phash: Callable[[int], PHash | None], max_bucket: int
+    ids: Sequence[int], phash: Callable[[int], PHash | None], max_bucket: int, max_hash: int
 ) -> set[tuple[int, int]]:
-    """Pairs whose full pHash agrees exactly on one of its four 16-bit bands."""
-    row = {image_id: n for n, image_id in enumerate(ids)}
-    buckets: dict[tuple[int, int], list[int]] = {}
-    for i in ids:
-        h = phash(i)
-        if h is not None:
-            for band in range(4):
-                buckets.setdefault((band, (h[0] >> (16 * band)) & 0xFFFF), []).append(i)
-    pairs = set()
-    for same in buckets.values():
-        if 1 < len(same) <= max_bucket:
-            pairs |= {(a, b) if row[a] < row[b] else (b, a)
-                      for n, a in enumerate(same) for b in same[n + 1 :]}  # fmt: skip
-    return pairs
+    """Pairs where one photo's full pHash, or one of its crop windows' (the other is then a
+    crop of it), agrees exactly on a 16-bit band with the other's full pHash, kept when their
+    hash distance is within max_hash. In numpy: 100k photos probe ~36 buckets each."""
+    known = [(n, h) for n, i in enumerate(ids) if (h := phash(i)) is not None]
+    if len(known) < 2:
+        return set()
+    width = max(len(h) for _, h in known)
+    rows = np.array([n for n, _ in known], dtype=np.int64)
+    signed = [[x - (1 << 64) if x >> 63 else x for x in (*h, *(h[0],) * (width - len(h)))]
+              for _, h in known]  # fmt: skip
+    table = np.array(signed, dtype=np.int64).view(np.uint64)  # (p, width): the same 64 bits
+    left, right = [], []
+    for band in range(4):
+        keys = (table >> np.uint64(16 * band)) & np.uint64(0xFFFF)  # (p, width)
+        order = np.argsort(keys[:, 0], kind="stable")
+        full = keys[order, 0]
+        probes = keys.ravel()
+        lo, hi = np.searchsorted(full, probes, "left"), np.searchsorted(full, probes, "right")
+        size = np.where((hi - lo) <= max_bucket, hi - lo, 0)
+        owner = np.repeat(np.arange(probes.size) // width, size)
+        first = np.repeat(lo - np.cumsum(size) + size, size)
+        partner = order[first + np.arange(int(size.sum()))]
+        keep = owner != partner
+        left.append(owner[keep])
+        right.append(partner[keep])
+    a, b = np.concatenate(left), np.concatenate(right)
+    close = np.zeros(len(a), dtype=bool)
+    for s in range(0, len(a), 500_000):  # hash distances, a block of candidates at a time
+        ha, hb = table[a[s : s + 500_000]], table[b[s : s + 500_000]]
+        full_vs = np.bitwise_count(ha[:, :1] ^ hb).min(axis=1)
+        vs_full = np.bitwise_count(ha ^ hb[:, :1]).min(axis=1)
+        close[s : s + 500_000] = np.minimum(full_vs, vs_full) <= max_hash
+    pairs = np.unique(np.sort(np.stack([rows[a[close]], rows[b[close]]], axis=1), axis=1), axis=0)
+    return {(ids[x], ids[y]) for x, y in pairs.tolist()}
 
 
 def _burst_pairs(
@@ -385,6 +417,51 @@ def faiss_neighbours(vectors: npt.NDArray[np.float32]) -> NeighboursFn:
     return search
 
 
+def index_neighbours(
+    index: VectorIndex, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]
+) -> NeighboursFn:
+    """Neighbours from the library's own ANN index (imgsearch/annindex.py; its ids are row
+    ids) among `ids`, as rows of `vectors` (row i is ids[i], ids ascending), scored exactly
+    with `vectors`. Exact index: its own search. IVF: candidates from IVF_NPROBE lists (copies
+    are near-identical vectors: they share a list or sit in the next one), re-scored."""
+    import faiss
+
+    ids = np.asarray(ids, dtype=np.int64)
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    subset = len(ids) < index.ntotal
+    selector = faiss.IDSelectorBatch(ids) if subset else None
+
+    def rows_of(found: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        at = np.minimum(np.searchsorted(ids, found), len(ids) - 1)
+        return np.where((found >= 0) & (ids[at] == found), at, -1)
+
+    def search(queries: npt.NDArray[np.float32], k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if index.kind != "ivf":
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            scores, found = index.index.search(q, k, params=params)
+            rows = rows_of(found)
+            return np.where(rows >= 0, scores, -np.inf).astype(np.float32), rows
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)
+        wanted = min(index.ntotal, IVF_CANDIDATES * k)
+        scores = np.empty((len(q), k), np.float32)
+        rows = np.empty((len(q), k), np.int64)
+        for start in range(0, len(q), 8192):  # exact cosines, a block at a time
+            block = q[start : start + 8192]
+            _, found = index.index.search(block, wanted, params=params)
+            cand = rows_of(found)
+            exact = np.einsum("nd,nkd->nk", block, data[np.maximum(cand, 0)])
+            exact[cand < 0] = -np.inf
+            best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            scores[start : start + 8192] = np.take_along_axis(exact, best, 1)
+            chosen = np.take_along_axis(cand, best, 1)
+            rows[start : start + 8192] = np.where(np.isfinite(scores[start : start + 8192]),
+                                                  chosen, -1)  # fmt: skip
+        return scores, rows
+
+    return search
+
+
 __all__ = [
     "KINDS",
     "DuplicateGroup",
@@ -396,20 +473,26 @@ __all__ = [
     "hash_distance",
     "faiss_neighbours",
     "find_groups",
+    "index_neighbours",
     "perceptual_hash",
     "picture_hash",
 ]
 
 
 # --- on a library -------------------------------------------------------------------------------
-def library_groups(library: Any, kind: str, folder: str | None = None) -> list[DuplicateGroup]:
+def library_groups(
+    library: Any, kind: str, folder: str | None = None, params: IndexParams | None = None
+) -> list[DuplicateGroup]:
     """Duplicate groups among a library's photos (inside `folder`, canonical, if given): the
-    stored vectors, the metadata columns as facts, stored content hashes where known."""
+    stored vectors, CLIP neighbours from the library's ANN index (`params`: the settings'),
+    the metadata columns as facts, stored content and perceptual hashes where known (a photo
+    without a stored perceptual hash is read, once, when it is a candidate)."""
     from imgsearch.paths import from_key, prefix_range
+    from imgsearch.photohash import unpack
 
     sql = (
         "SELECT id, path, size, width, height, taken_at, taken_at_source, camera_make, "
-        "camera_model, lens, latitude, content_hash FROM images WHERE status = 'ok'"
+        "camera_model, lens, latitude, content_hash, phash FROM images WHERE status = 'ok'"
     )
     args: list[Any] = []
     if folder is not None:
@@ -420,7 +503,8 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
         rows = cur.execute(sql + " ORDER BY id", args).fetchall()
     facts: dict[int, ImageFacts] = {}
     hashes: dict[int, str] = {}
-    for rid, key, size, w, h, taken, source, make, model, lens, lat, chash in rows:
+    phashes: dict[int, PHash] = {}
+    for rid, key, size, w, h, taken, source, make, model, lens, lat, chash, stored in rows:
         known = (make, model, lens, lat)
         facts[rid] = ImageFacts(
             path=from_key(key), size=size, width=w, height=h,
@@ -430,8 +514,13 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
         )  # fmt: skip
         if chash:
             hashes[rid] = chash
+        if (phash := unpack(stored)) is not None:
+            phashes[rid] = phash
     ids = np.fromiter(facts, dtype=np.int64, count=len(facts))
     found_ids, vectors = library.vectors_for_ids(ids) if len(ids) else (ids, np.empty((0, 0)))
+    if len(found_ids) > 1 and np.any(np.diff(found_ids) < 0):  # index_neighbours: ascending
+        ascending = np.argsort(found_ids, kind="stable")
+        found_ids, vectors = found_ids[ascending], vectors[ascending]
     order = [int(i) for i in found_ids]
     if not order:
         return []
@@ -439,5 +528,15 @@ def library_groups(library: Any, kind: str, folder: str | None = None) -> list[D
     def digest(i: int) -> str | None:
         return hashes.get(i) or content_hash(facts[i].path)
 
-    neighbours = faiss_neighbours(vectors) if kind != "exact" else None
-    return find_groups(order, vectors, neighbours, facts, kind, content_hash_fn=digest)
+    def picture(i: int) -> PHash | None:
+        return phashes[i] if i in phashes else perceptual_hash(facts[i].path)
+
+    neighbours = None
+    if kind != "exact":
+        from imgsearch.vectors import IndexParams
+
+        index = library.ann.current(params or IndexParams())
+        neighbours = index_neighbours(index, found_ids, vectors)
+    return find_groups(
+        order, vectors, neighbours, facts, kind, phash_fn=picture, content_hash_fn=digest
+    )

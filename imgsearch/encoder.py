@@ -176,7 +176,7 @@ class Encoder:
     def embed_pixels(self, pixels: Any) -> npt.NDArray[np.float32]:
         """(N, H, W, 3) uint8 model inputs -> (N, dim) vectors.
 
-        `pixels` is a numpy array (CPU decode, see indexer.decode) or a torch tensor that may
+        `pixels` is a numpy array (CPU decode, see imgsearch.decode) or a torch tensor that may
         already sit on the model's device (GPU decode, see indexer.gpudecode).
         """
         import torch

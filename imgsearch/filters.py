@@ -177,9 +177,17 @@ def matching_ids(library: Library, filters: Sequence[Filter]) -> npt.NDArray[np.
             sql_parts.append(f"NOT coalesce(({clause}), 0)" if flt.negate else f"({clause})")
             for _, a in conds:
                 args += a
-        where = " AND ".join(["status = 'ok'", *sql_parts])
-        rows = cur.execute(f"SELECT id FROM images WHERE {where} ORDER BY id", args).fetchall()
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        # No status test and no ORDER BY in this SQL: either makes SQLite read every matching
+        # row of the table (vectors and all: a 20k library took 50 ms for 2 matches) instead of
+        # the metadata column's covering index. Failed rows are few: removed after.
+        where = " AND ".join(sql_parts) or "1"
+        rows = cur.execute(f"SELECT id FROM images WHERE {where}", args).fetchall()
+        failed = cur.execute(
+            "SELECT id FROM images WHERE status < 'ok' OR status > 'ok'"  # the status index
+        ).fetchall()
+    ids = np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+    if failed:
+        ids = np.setdiff1d(ids, np.array([r[0] for r in failed], np.int64), assume_unique=True)
     for found, negate in sets:
         mask = np.isin(ids, np.fromiter(found, dtype=np.int64, count=len(found)))
         ids = ids[~mask] if negate else ids[mask]

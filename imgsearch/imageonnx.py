@@ -86,7 +86,7 @@ class OnnxImageEncoder:
         return self.spec.dim
 
     def embed_pixels(self, pixels: Any) -> npt.NDArray[np.float32]:
-        """(N, H, W, 3) uint8 model inputs (indexer.decode) -> (N, dim) L2-normalised vectors."""
+        """(N, H, W, 3) uint8 model inputs (imgsearch.decode) -> (N, dim) L2-normalised vectors."""
         batch = np.ascontiguousarray(np.asarray(pixels), dtype=np.uint8)
         out = self.session.run(None, {"pixels": batch})[0].astype(np.float32, copy=False)
         norms = np.linalg.norm(out, axis=1, keepdims=True)

@@ -38,7 +38,7 @@ DB_NAME = "library.db"
 LOCK_NAME = "write.lock"
 TEXT_ENCODER_DIR = "text-encoder"
 # The newest migration in migrations/versions; a test keeps it equal to Alembic's head.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0008"
 
 OK, ERROR = "ok", "error"
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class ImageRecord:
     root_id: int | None = None
     content_hash: str | None = None  # set when a byte-identical copy was confirmed
     meta: PhotoMeta | None = None
+    phash: bytes | None = None  # photohash.pack of the picture's perceptual hash
 
 
 @dataclass(frozen=True)
@@ -706,6 +707,7 @@ class Library:
                     vector=np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes(),
                     indexed_at=stamp, vector_gen=gen, root_id=rec.root_id,
                     content_hash=rec.content_hash, **meta_columns(rec.path, rec.meta),
+                    phash=rec.phash,
                 )
                 for rec in done
             ] + [
@@ -714,6 +716,7 @@ class Library:
                     fingerprint=None, width=None, height=None, taken_at=None, status=ERROR,
                     error=fail.reason, vector=None, indexed_at=stamp, vector_gen=None,
                     root_id=fail.root_id, content_hash=None, **meta_columns(fail.path, None),
+                    phash=None,
                 )
                 for fail in failed
             ]  # fmt: skip
@@ -752,16 +755,22 @@ class Library:
             ).fetchall()
         return [(r[0], from_key(r[1])) for r in rows]
 
-    def set_metadata(self, rows: Sequence[tuple[int, str, PhotoMeta]]) -> None:
-        """Store re-read metadata (no vector changes, so no new generation)."""
+    def set_metadata(
+        self, rows: Sequence[tuple[int, str, PhotoMeta]], phashes: dict[int, bytes] | None = None
+    ) -> None:
+        """Store re-read metadata and perceptual hashes (no vector changes, so no new
+        generation)."""
         if not rows:
             return
         from imgsearch.schema import images
 
+        phashes = phashes or {}
         with self._writing() as conn:
             for row_id, path, meta in rows:
                 values = meta_columns(path, meta)
                 values.update(width=meta.width, height=meta.height, taken_at=meta.taken_at)
+                if row_id in phashes:
+                    values.update(phash=phashes[row_id])
                 conn.execute(images.update().where(images.c.id == row_id).values(**values))
 
     def set_content_hashes(self, hashes: dict[int, str]) -> None:

@@ -1,11 +1,11 @@
-"""A photo's metadata as the library stores it (read by indexer/exif.py at index time)."""
+"""A photo's metadata as the library stores it (read by imgsearch/exif.py at index time)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Bump when indexer/exif.py learns a field or a fix: the library re-reads rows stored with less.
-METADATA_VERSION = 1
+# Bump when imgsearch/exif.py learns a field or a fix: the library re-reads rows stored with less.
+METADATA_VERSION = 2  # 2: the perceptual hash (0008)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ images = sa.Table(
     sa.Column("file_type", sa.Text),
     sa.Column("folder", sa.LargeBinary),  # os.fsencode(dirname)
     sa.Column("meta_version", sa.Integer),
+    sa.Column("phash", sa.LargeBinary),  # 0008: photohash.pack(PHash), 8 bytes a hash
 )
 roots = sa.Table(
     "roots",

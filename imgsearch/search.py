@@ -205,7 +205,7 @@ class Searcher:
         stored = self._stored_vector(path)
         if stored is not None:
             return stored[1]
-        from indexer.decode import DecodeFailed, decode
+        from imgsearch.decode import DecodeFailed, decode
 
         absolute = canonical(path)
         if not os.path.lexists(absolute):
@@ -499,7 +499,10 @@ def _strategy(index: Any, allowed: npt.NDArray[np.int64] | None) -> str:
         return "exact"
     if allowed is None:
         return "ivf"
-    return "exact-subset" if len(allowed) <= index.params.exact_max else "ivf-filtered"
+    from imgsearch.vectors import EXACT_SUBSET
+
+    small = len(allowed) <= min(index.params.exact_max, EXACT_SUBSET)
+    return "exact-subset" if small else "ivf-filtered"
 
 
 def _hit(info: ImageInfo, score: float | None) -> Hit:

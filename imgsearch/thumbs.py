@@ -1,6 +1,6 @@
 """Thumbnails: an indexed image -> WebP bytes of a bounded size, made once and cached on disk.
 
-Pictures open through indexer/decode.py's `open_image` (the same hostile-file checks as
+Pictures open through imgsearch/decode.py's `open_image` (the same hostile-file checks as
 indexing, EXIF orientation applied, JPEGs decoded at reduced size via draft mode). A cached file
 is named by the image's content (fingerprint, size, mtime) and the thumbnail size, so a URL
 that carries that key can be served as `immutable`. The cache is bounded: past its cap the least
@@ -49,7 +49,7 @@ def render(path: str, px: int, *, max_pixels: int) -> bytes:
     """One file -> WebP bytes fitting in px x px, oriented, with no metadata (EXIF, GPS, ICC)."""
     from PIL import Image
 
-    from indexer.decode import DecodeError, open_image
+    from imgsearch.decode import DecodeError, open_image
 
     try:
         image = open_image(path, max_pixels=max_pixels, draft_to=(px, px))

@@ -2,11 +2,11 @@
 the GPU encoder.
 
 Split in two: `prepare` runs in the decode workers (no torch: the same safe open, size check,
-EXIF facts and fingerprint as indexer.decode, then the raw bytes), `DeviceDecoder` runs next to
+EXIF facts and fingerprint as imgsearch.decode, then the raw bytes), `DeviceDecoder` runs next to
 the encoder and batch-decodes with torchvision.io.decode_jpeg, orients, resizes and centre-crops
 like open_clip. Whatever the device path cannot reproduce faithfully (non-JPEGs, CMYK, greyscale,
 arithmetic-coded, incomplete or huge JPEGs, resize modes other than 'shortest') goes through
-indexer.decode on the CPU, so every file gets the same answer either way.
+imgsearch.decode on the CPU, so every file gets the same answer either way.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from PIL import Image
 
-from imgsearch.errors import ImgsearchError
-from imgsearch.modelspec import PreprocessSpec
-from indexer.decode import (
+from imgsearch.decode import (
     EXACT_RESIZE_MAX_AREA,
     Decoded,
     DecodeError,
@@ -37,7 +35,9 @@ from indexer.decode import (
     decode,
     is_raw,
 )
-from indexer.exif import PhotoMeta, read_metadata
+from imgsearch.errors import ImgsearchError
+from imgsearch.exif import PhotoMeta, read_metadata
+from imgsearch.modelspec import PreprocessSpec
 
 if TYPE_CHECKING:
     import torch
@@ -227,7 +227,7 @@ class DeviceDecoder:
         if not device_supported(spec):
             raise ValueError(
                 f"DeviceDecoder reproduces resize_mode 'shortest' with bicubic/bilinear only, not "
-                f"{spec.resize_mode!r}/{spec.interpolation!r}; use indexer.decode.decode"
+                f"{spec.resize_mode!r}/{spec.interpolation!r}; use imgsearch.decode.decode"
             )
         self.spec = spec
         self.device = device

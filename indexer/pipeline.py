@@ -28,6 +28,7 @@ from imgsearch.library import (
     now,
 )
 from imgsearch.paths import canonical
+from imgsearch.photohash import pack
 from imgsearch.vectors import IndexParams
 from indexer import lifeline
 from indexer import roots as roots_mod
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from imgsearch.config import Settings
+    from imgsearch.decode import Decoded, DecodeFailed
     from imgsearch.encoder import Encoder
     from imgsearch.modelspec import PreprocessSpec
-    from indexer.decode import Decoded, DecodeFailed
     from indexer.gpudecode import DeviceDecoder, JpegPayload
 else:
     np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
@@ -200,7 +201,7 @@ def _match_moves(
 def _decode_chunk(
     paths: Sequence[str], spec: PreprocessSpec, max_pixels: int
 ) -> list[Decoded | DecodeFailed]:
-    from indexer.decode import decode
+    from imgsearch.decode import decode
 
     return [decode(p, spec, max_pixels=max_pixels) for p in paths]
 
@@ -259,7 +260,7 @@ class DecodeStream:
 
         # forkserver: workers never inherit torch's threads or a half-held lock from this process.
         ctx = multiprocessing.get_context("forkserver")
-        decoder_module = "indexer.gpudecode" if for_device else "indexer.decode"
+        decoder_module = "indexer.gpudecode" if for_device else "imgsearch.decode"
         ctx.set_forkserver_preload(["indexer.forkserver_init", decoder_module])
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
@@ -502,7 +503,7 @@ def _embed_all(
     on_progress: Callable[[Progress], None] | None,
     owners: dict[str, int | None],
 ) -> Encoder:
-    from indexer.decode import Decoded, DecodeFailed
+    from imgsearch.decode import Decoded, DecodeFailed
     from indexer.gpudecode import JpegPayload
 
     is_update = {e.path: upd for e, upd in work}
@@ -679,34 +680,39 @@ def _record(item: Decoded, vector: np.ndarray, root_id: int | None) -> ImageReco
         path=item.path, size=item.size, mtime_ns=item.mtime_ns, fingerprint=item.fingerprint,
         width=item.width, height=item.height, taken_at=item.taken_at,
         vector=np.asarray(vector, dtype=np.float32), root_id=root_id, meta=item.meta,
+        phash=pack(item.phash) if item.phash is not None else None,
     )  # fmt: skip
 
 
 def _backfill_metadata(
     library: Library, settings: Settings, on_status: Callable[[str], None] | None
 ) -> int:
-    """Read the metadata of rows stored before it was kept (or by an older reader): EXIF only,
-    nothing is decoded to pixels or embedded again. Returns how many rows were updated."""
+    """Read the metadata of rows stored before it was kept (or by an older reader), and their
+    perceptual hash (a small JPEG draft decode); nothing is embedded again. Returns how many
+    rows were updated."""
     from imgsearch.photo import METADATA_VERSION
 
     stale = library.stale_metadata(METADATA_VERSION)
     if not stale:
         return 0
-    from indexer.decode import DecodeFailed, read_file_metadata
+    from imgsearch.decode import DecodeFailed, read_file_metadata, read_file_phash
 
     if on_status:
         on_status(f"reading photo metadata of {len(stale)} images indexed before it was kept ...")
     batch: list[tuple[int, str, Any]] = []
+    hashes: dict[int, bytes] = {}
     done = 0
     for row_id, path in stale:
         meta = read_file_metadata(path, max_pixels=settings.max_pixels)
         if not isinstance(meta, DecodeFailed):
             batch.append((row_id, path, meta))
+            if (phash := read_file_phash(path, max_pixels=settings.max_pixels)) is not None:
+                hashes[row_id] = pack(phash)
         if len(batch) >= 500:
-            library.set_metadata(batch)
+            library.set_metadata(batch, hashes)
             done += len(batch)
-            batch = []
-    library.set_metadata(batch)
+            batch, hashes = [], {}
+    library.set_metadata(batch, hashes)
     return done + len(batch)
 
 

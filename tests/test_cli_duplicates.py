@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 
 import pytest
 from PIL import Image
 
-from imgsearch.library import Library
+from imgsearch.library import DB_NAME, SCHEMA_HEAD, Library
+from imgsearch.paths import from_key
 from tests.conftest import make_pictures
 
 
@@ -60,3 +62,60 @@ def test_paths_lists_the_copies_and_nothing_changes(run, copies, isolated_env):
     assert (
         run("duplicates", "--in", folder / "..", "--kind", "exact", "--json").stdout.strip() != "[]"
     )
+
+
+def _decodes(monkeypatch) -> list[str]:
+    """The files `duplicates` decodes for a perceptual hash (it should need none)."""
+    from imgsearch import duplicates
+
+    read: list[str] = []
+    real = duplicates.perceptual_hash
+
+    def counting(path):
+        read.append(path)
+        return real(path)
+
+    monkeypatch.setattr(duplicates, "perceptual_hash", counting)
+    return read
+
+
+def test_index_stores_perceptual_hashes_so_duplicates_decodes_nothing(
+    run, copies, isolated_env, monkeypatch
+):
+    from imgsearch.photohash import hash_distance, perceptual_hash, unpack
+
+    folder, pics = copies
+    con = sqlite3.connect(isolated_env / DB_NAME)
+    stored = {from_key(k): unpack(v) for k, v in con.execute("SELECT path, phash FROM images")}
+    assert len(stored) == 8 and all(h is not None for h in stored.values())
+    for path, h in stored.items():  # the decoder's hash is the picture's, read either way
+        assert hash_distance(h, perceptual_hash(path)) <= 4, path
+    read = _decodes(monkeypatch)
+    groups = json.loads(run("duplicates", "--kind", "near", "--json").stdout)
+    assert read == []
+    assert {str(pics[1]), str(folder / "smaller.jpg")} in [
+        {m["path"] for m in g["members"]} for g in groups
+    ]
+
+
+def test_a_0006_library_gets_its_hashes_on_the_next_index(run, copies, isolated_env, monkeypatch):
+    folder, pics = copies
+    with_hashes = json.loads(run("duplicates", "--kind", "near", "--json").stdout)
+    con = sqlite3.connect(isolated_env / DB_NAME)
+    # What 0006 wrote: no phash column, metadata from reader version 1
+    con.execute("ALTER TABLE images DROP COLUMN phash")
+    con.execute("UPDATE images SET meta_version = 1")
+    con.execute("UPDATE alembic_version SET version_num = '0006'")
+    con.commit()
+    before = dict(con.execute("SELECT id, vector_gen FROM images"))
+    read = _decodes(monkeypatch)
+    assert json.loads(run("duplicates", "--kind", "near", "--json").stdout) == with_hashes
+    assert len(read) == 8  # migrated: the column is there, empty, so every photo was read
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (SCHEMA_HEAD,)
+    result = run("index")
+    assert "0 added, 0 updated" in result.stderr and "reading photo metadata of 8" in result.stderr
+    assert dict(con.execute("SELECT id, vector_gen FROM images")) == before  # nothing embedded
+    assert con.execute("SELECT count(*) FROM images WHERE length(phash) = 80").fetchone() == (8,)
+    read.clear()
+    assert json.loads(run("duplicates", "--kind", "near", "--json").stdout) == with_hashes
+    assert read == []

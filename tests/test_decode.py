@@ -1,4 +1,4 @@
-"""indexer.decode: model input like open_clip, every mode to RGB, a reason for every bad file."""
+"""imgsearch.decode: model input like open_clip, every mode to RGB, a reason for every bad file."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import indexer.decode as decode_module
-from imgsearch.modelspec import PreprocessSpec
-from indexer.decode import (
+import imgsearch.decode as decode_module
+from imgsearch.decode import (
     Decoded,
     DecodeError,
     DecodeFailed,
@@ -29,7 +28,8 @@ from indexer.decode import (
     psnr,
     to_model_input,
 )
-from indexer.exif import parse_exif_datetime
+from imgsearch.exif import parse_exif_datetime
+from imgsearch.modelspec import PreprocessSpec
 from indexer.walk import fingerprint, scan
 from tests.support.corpus import (
     REPO_ROOT,
@@ -471,7 +471,7 @@ def test_permission_denied_for_an_unprivileged_user(
         "from imgsearch.modelspec import PreprocessSpec\n"
         "spec = PreprocessSpec((224, 224), (0.5,) * 3, (0.5,) * 3)\n"
         f"names = {names!r}\n"
-        f"results = [indexer.decode.decode(os.path.join({str(root)!r}, n), spec, "
+        f"results = [imgsearch.decode.decode(os.path.join({str(root)!r}, n), spec, "
         "max_pixels=10**8) for n in names]\n"
         "print(json.dumps([getattr(r, 'reason', 'ok') for r in results]))\n"
     )
@@ -481,7 +481,7 @@ def test_permission_denied_for_an_unprivileged_user(
 
 
 def test_importing_decode_does_not_import_torch() -> None:
-    code = "import sys, indexer.decode, indexer.walk; assert 'torch' not in sys.modules"
+    code = "import sys, imgsearch.decode, indexer.walk; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 

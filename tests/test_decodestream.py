@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from imgsearch import modelspec
+from imgsearch.decode import Decoded, decode
 from imgsearch.library import Library
 from imgsearch.modelspec import ModelSpec, PreprocessSpec
 from indexer import pipeline
-from indexer.decode import Decoded, decode
 
 SPEC = PreprocessSpec((32, 32), (0.5,) * 3, (0.5,) * 3)
 

@@ -210,3 +210,83 @@ def test_large_libraries_search_a_projection_and_still_find_copies() -> None:
     hit = rows[:, 1] >= 0
     exact = np.einsum("nd,nd->n", vectors[:50][hit], vectors[rows[hit, 1]])
     assert np.allclose(scores[hit, 1], exact, atol=1e-5)  # full-vector cosines, not PCA ones
+
+
+def _planted(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict[int, tuple]]:
+    """Row ids (not 0..n-1), vectors with 100 families of 2-3 copies, hashes that confirm them."""
+    rng = np.random.default_rng(seed)
+    vectors = unit(rng.normal(size=(n, dim)))
+    hashes = {r: (int(h), int(h)) for r, h in enumerate(rng.integers(0, 2**62, n))}
+    for f in range(100):
+        base = 3 * f
+        for j in (1, 2)[: 1 + f % 2]:
+            vectors[base + j] = unit(vectors[base] + rng.normal(0, 0.05 / np.sqrt(dim), dim))
+            hashes[base + j] = (hashes[base][0] ^ (1 << j), hashes[base][1])
+    ids = 1000 + 7 * np.arange(n, dtype=np.int64)
+    return ids, vectors, {int(ids[r]): h for r, h in hashes.items()}
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_neighbours_from_the_library_index_give_the_exact_search_groups(kind) -> None:
+    """The library's own ANN index (exact or IVF-SQ8) in place of a FAISS index built for the
+    command: the same groups as exact search, exact cosines in the evidence."""
+    from imgsearch.vectors import IndexParams, build
+
+    ids, vectors, hashes = _planted(6000, 64, seed=3)
+    params = IndexParams(exact_max=100_000 if kind == "flat" else 1000)
+    index = build([(ids, vectors)], dim=64, params=params)
+    assert index.kind == kind
+    facts = {int(i): ImageFacts(path=f"/p/{i}.jpg", size=int(i)) for i in ids}
+    order = [int(i) for i in ids]
+
+    def groups(neighbours):
+        found = find_groups(order, vectors, neighbours, facts, "near",
+                            params=DuplicateParams(hash_candidates=False),
+                            phash_fn=hashes.__getitem__)  # fmt: skip
+        return [(g.medoid, g.keeper, [(m.id, m.cosine) for m in g.members]) for g in found]
+
+    exact = groups(faiss_neighbours(vectors))
+    assert len(exact) == 100
+    assert groups(duplicates.index_neighbours(index, ids, vectors)) == exact
+
+
+def test_neighbours_from_the_library_index_stay_inside_the_folder() -> None:
+    """--in FOLDER: the index holds the whole library; only the folder's photos come back."""
+    from imgsearch.vectors import IndexParams, build
+
+    ids, vectors, _ = _planted(6000, 64, seed=4)
+    index = build([(ids, vectors)], dim=64, params=IndexParams(exact_max=1000))
+    inside = np.arange(0, 6000, 2)  # every other photo: family members fall outside
+    search = duplicates.index_neighbours(index, ids[inside], vectors[inside])
+    scores, rows = search(vectors[inside], 5)
+    assert rows.min() >= -1 and rows.max() < len(inside)
+    assert (rows[:, 0] == np.arange(len(inside))).mean() > 0.99  # itself, first
+    assert np.all(np.isneginf(scores[rows < 0]))
+
+
+def test_a_crop_matches_one_of_its_originals_windows(tmp_path: Path) -> None:
+    """5% crops at any offset: the crop's full hash is within a few bits of one of the
+    original's 3x3 window hashes (the full hashes alone are far apart), and the hash bands
+    propose the pair although CLIP puts the crop elsewhere."""
+    from imgsearch.photohash import hash_distance, perceptual_hash
+
+    original = scene(7, (400, 300))
+    original.save(tmp_path / "o.jpg", quality=95)
+    paths = [tmp_path / "o.jpg"]
+    for n, (ox, oy) in enumerate([(0, 0), (20, 15), (9, 4), (20, 0)]):
+        original.crop((ox, oy, ox + 380, oy + 285)).save(tmp_path / f"c{n}.jpg", quality=90)
+        paths.append(tmp_path / f"c{n}.jpg")
+    hashes = [perceptual_hash(str(p)) for p in paths]
+    for h in hashes[1:]:
+        assert hash_distance(hashes[0], h) <= 6
+        assert hash_distance(hashes[0][:1], h[:1]) > hash_distance(hashes[0], h)
+    others = [scene(100 + n, (400, 300)) for n in range(6)]
+    for n, im in enumerate(others):
+        im.save(tmp_path / f"x{n}.jpg", quality=90)
+    paths += [tmp_path / f"x{n}.jpg" for n in range(6)]
+    ids = list(range(len(paths)))
+    facts = {i: ImageFacts(str(p), p.stat().st_size) for i, p in zip(ids, paths)}
+    vectors = unit(np.random.default_rng(0).normal(size=(len(ids), 32)))  # CLIP: no help
+    params = DuplicateParams(near_min_cosine=-1.0, neighbours=1, near_max_hash=8)
+    groups = find_groups(ids, vectors, faiss_neighbours(vectors), facts, "near", params=params)
+    assert [members(g) for g in groups] == [{0, 1, 2, 3, 4}]

@@ -1,4 +1,4 @@
-"""indexer.exif: metadata read at index time, from files with known EXIF and from real photos."""
+"""imgsearch.exif: metadata read at index time, from files with known EXIF and from real photos."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from indexer.decode import Decoded, _setup, decode
-from indexer.exif import PhotoMeta, parse_exif_datetime, read_metadata
+from imgsearch.decode import Decoded, _setup, decode
+from imgsearch.exif import PhotoMeta, parse_exif_datetime, read_metadata
 from tests.support.photos import MAX_PIXELS, SPEC
 
 Base, GPS, IFD = ExifTags.Base, ExifTags.GPS, ExifTags.IFD
@@ -321,7 +321,7 @@ def test_known_values_of_camera_files(photos: Path, name: str) -> None:
 
 def test_read_file_metadata_needs_no_decode(tmp_path: Path) -> None:
     """The re-read path for libraries indexed before metadata: same answer as decode()."""
-    from indexer.decode import DecodeFailed, read_file_metadata
+    from imgsearch.decode import DecodeFailed, read_file_metadata
 
     path = save(tmp_path / "late.png", "PNG", full_exif())
     decoded = decode(str(path), SPEC, max_pixels=MAX_PIXELS)

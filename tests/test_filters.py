@@ -201,3 +201,15 @@ def test_old_libraries_get_metadata_without_reembedding(run, dated, isolated_env
     assert con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone() == gen
     with Library.open(isolated_env) as lib:
         assert lib.stale_metadata(1) == []
+
+
+def test_files_that_failed_to_index_match_no_filter(run, dated, tmp_path):
+    """A broken file has a row (status error, no metadata): a negated filter, which keeps
+    unknown metadata, still never counts it, nor does a filter alone list it."""
+    broken = tmp_path / "photos" / "home" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    run("index", tmp_path / "photos")
+    with Searcher() as s:
+        assert s.search(parse(["a picture", "-ext:png"], k=50)).matched == 7
+        listed = s.search(parse(["-camera:pixel"], k=50)).hits
+    assert {Path(h.path).name for h in listed} == {"c0.jpg", "c1.jpg", "c2.jpg", "s0.png", "s1.png"}

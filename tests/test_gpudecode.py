@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgsearch.decode import _TRANSPOSE, Decoded, DecodeFailed, decode, open_image, psnr
+from imgsearch.decode import to_model_input as cpu_model_input
 from imgsearch.errors import ImgsearchError
 from imgsearch.modelspec import PreprocessSpec
-from indexer.decode import _TRANSPOSE, Decoded, DecodeFailed, decode, open_image, psnr
-from indexer.decode import to_model_input as cpu_model_input
 from indexer.gpudecode import DeviceDecoder, JpegPayload, orient, prepare
 from tests.support.photos import MAX_PIXELS, SPEC, needs_photos  # noqa: E402
 from tests.support.photos import SHARED_PHOTOS as PHOTOS  # noqa: E402
@@ -49,7 +49,7 @@ def device(request: pytest.FixtureRequest) -> str:
 def reference(path: str | Path, spec: PreprocessSpec = SPEC) -> np.ndarray:
     """open_clip's eval transform of the full-size, EXIF-transposed decode, in uint8 space.
 
-    indexer.decode.to_model_input on a full-size image is bit-exact with open_clip
+    imgsearch.decode.to_model_input on a full-size image is bit-exact with open_clip
     (tests/test_decode.py checks that), so no draft here and no open_clip import.
     """
     return cpu_model_input(open_image(str(path), max_pixels=MAX_PIXELS), spec)

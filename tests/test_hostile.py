@@ -65,7 +65,7 @@ def test_rerun_over_hostile_corpus_changes_nothing(run, tiny_model, tmp_path, is
 
 
 def test_file_deleted_between_walk_and_decode(run, tiny_model, tmp_path, isolated_env, monkeypatch):
-    import indexer.decode as pipeline  # the inline decode path looks it up at call time
+    import imgsearch.decode as pipeline  # the inline decode path looks it up at call time
 
     pictures = make_pictures(tmp_path / "few", 6)  # few files: decoded in-process, patchable
     victim = str(pictures[4])
@@ -86,7 +86,7 @@ def test_file_deleted_between_walk_and_decode(run, tiny_model, tmp_path, isolate
 def test_file_rewritten_while_indexed_is_caught_next_run(
     run, tiny_model, tmp_path, isolated_env, monkeypatch
 ):
-    import indexer.decode as pipeline  # the inline decode path looks it up at call time
+    import imgsearch.decode as pipeline  # the inline decode path looks it up at call time
     from imgsearch import Searcher
 
     pictures = make_pictures(tmp_path / "few", 6)

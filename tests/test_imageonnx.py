@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from imgsearch import exports, imageonnx
-from indexer.decode import Decoded, decode
+from imgsearch.decode import Decoded, decode
 from tests.conftest import make_pictures
 from tests.support.harness import real_photos
 

@@ -13,7 +13,7 @@ from indexer.walk import IMAGE_EXTENSIONS
 
 
 def pillow_can_read(path: Path) -> bool:
-    """An oracle independent of indexer.decode: plain Pillow (+ pillow-heif) decode."""
+    """An oracle independent of imgsearch.decode: plain Pillow (+ pillow-heif) decode."""
     import pillow_heif
 
     pillow_heif.register_heif_opener()

@@ -109,14 +109,14 @@ def test_without_re_ranking_recall_is_capped_by_the_8_bit_codes():
 
 
 @pytest.mark.parametrize(
-    ("exact_max", "step"),
-    [(10**9, 7), (100, 7), (100, 50)],
-    ids=["flat", "ivf-filtered", "ivf-small-subset-exact"],
+    ("exact_max", "step", "last"),
+    [(10**9, 7, 3010), (100, 7, 3010), (100, 50, 3010), (100, 3, 1010)],
+    ids=["flat", "ivf-filtered", "ivf-small-subset-exact", "ivf-filtered-low-ids"],
 )
-def test_allowed_ids_restrict_results(exact_max, step):
+def test_allowed_ids_restrict_results(exact_max, step, last):
     x = clustered(3000, seed=3)
     index = build(x, exact_max=exact_max)
-    allowed = np.arange(10, 3010, step, dtype=np.int64)  # 429 or 60 ids
+    allowed = np.arange(10, last, step, dtype=np.int64)  # 429, 60 or 334 ids
     k = 20
     _, ids = index.search(x[:4], k, allowed)
     found = ids[ids >= 0]

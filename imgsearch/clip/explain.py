@@ -62,7 +62,7 @@ def occlusion(
 
 
 def decode_for(encoder: Encoder, path: str, max_pixels: int = 200_000_000) -> np.ndarray:
-    from indexer.decode import DecodeFailed, decode
+    from imgsearch.decode import DecodeFailed, decode
 
     result = decode(os.path.abspath(path), encoder.spec.preprocess, max_pixels=max_pixels)
     if isinstance(result, DecodeFailed):

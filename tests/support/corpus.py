@@ -276,8 +276,8 @@ def run_unprivileged(code: str, timeout: float = 60) -> subprocess.CompletedProc
     drop = f"os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n"
     preamble = (
         "import json, os, sys\n"
-        "import indexer.decode, indexer.walk\n"
-        "indexer.decode._setup()\n" + (drop if os.geteuid() == 0 else "")
+        "import imgsearch.decode, indexer.walk\n"
+        "imgsearch.decode._setup()\n" + (drop if os.geteuid() == 0 else "")
     )
     return subprocess.run(
         [sys.executable, "-c", preamble + code],
