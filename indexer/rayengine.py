@@ -3,7 +3,7 @@
 Planning (new, changed, moved, deleted), moves, deletions, metadata backfill and the ANN index
 stay on the driver, in indexer.pipeline.run. Only the files to embed go to Ray Data: one row
 per work unit (indexer.shards), `map_batches` over an actor pool whose actors hold the image
-encoder, decode with indexer.decode.decode (the local pixels exactly) and write one Parquet
+encoder, decode with imgsearch.decode.decode (the local pixels exactly) and write one Parquet
 shard per unit. The driver is the one writer: it imports each shard as it arrives, through
 the same Library.store, copy sharing and tags/albums update as a local run.
 """
@@ -119,7 +119,7 @@ class EmbedActor:
 
     def embed_unit(self, unit: shards.Unit) -> list[shards.ShardRow]:
         """Decode exactly as the local run does, embed in `batch_size` model calls."""
-        from indexer.decode import Decoded, decode
+        from imgsearch.decode import Decoded, decode
 
         pre = self.encoder.spec.preprocess
         items = [decode(p, pre, max_pixels=self.settings.max_pixels) for p in unit.paths]

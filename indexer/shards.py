@@ -26,7 +26,7 @@ from imgsearch.photo import PhotoMeta
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from indexer.decode import Decoded, DecodeFailed
+    from imgsearch.decode import Decoded, DecodeFailed
     from indexer.walk import FileEntry
 
 LAYOUT = 1  # bump when the columns change: a shard of another layout is never imported

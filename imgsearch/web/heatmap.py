@@ -75,7 +75,7 @@ def explain_links(image_id: int, q: str) -> dict[str, str] | None:
 
 def _axis(photo: int, new: int, out: int) -> tuple[float, float, int, int]:
     """One axis: (start, end) fractions of the photo the model sees, (start, end) in its input."""
-    from indexer.decode import _crop_or_pad
+    from imgsearch.decode import _crop_or_pad
 
     offset, kept, pad = _crop_or_pad(new, out)
     return offset / new, (offset + kept) / new, pad, pad + kept
@@ -83,7 +83,7 @@ def _axis(photo: int, new: int, out: int) -> tuple[float, float, int, int]:
 
 def view_box(width: int, height: int, spec: PreprocessSpec) -> tuple[tuple, tuple]:
     """(photo box in fractions, input box in pixels) of open_clip's resize + crop/pad."""
-    from indexer.decode import _resized_geometry
+    from imgsearch.decode import _resized_geometry
 
     new_w, new_h, _ = _resized_geometry(width, height, spec)
     out_h, out_w = spec.size
