@@ -78,7 +78,7 @@ class ShardWriter:
                     path=row.path, size=row.size, mtime_ns=row.mtime_ns,
                     fingerprint=row.fingerprint or "", width=row.width or 0,
                     height=row.height or 0, taken_at=row.taken_at, vector=row.vector,
-                    root_id=root_id, meta=row.meta,
+                    root_id=root_id, meta=row.meta, phash=row.phash,
                 )
             )  # fmt: skip
         shared_before = result.shared

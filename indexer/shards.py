@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.photo import PhotoMeta
+from imgsearch.photohash import pack
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from imgsearch.decode import Decoded, DecodeFailed
     from indexer.walk import FileEntry
 
-LAYOUT = 1  # bump when the columns change: a shard of another layout is never imported
+LAYOUT = 2  # bump when the columns change: a shard of another layout is never imported
 SUFFIX = ".parquet"
 META_PREFIX = "meta_"  # PhotoMeta fields, one column each
 # Text is stored as the exact bytes (os.fsencode): a file name need not be UTF-8.
@@ -58,6 +59,7 @@ class ShardRow:
     taken_at: str | None = None
     vector: npt.NDArray[np.float32] | None = None
     meta: PhotoMeta | None = None
+    phash: bytes | None = None  # photohash.pack of the decoder's perceptual hash
 
 
 def plan_units(entries: Sequence[FileEntry], model: str, size: int) -> list[Unit]:
@@ -85,6 +87,7 @@ def row_of(item: Decoded | DecodeFailed, vector: npt.NDArray[np.float32] | None)
         path=item.path, size=item.size, mtime_ns=item.mtime_ns, reason=None,
         fingerprint=item.fingerprint, width=item.width, height=item.height,
         taken_at=item.taken_at, vector=np.asarray(vector, np.float32), meta=item.meta,
+        phash=pack(item.phash) if item.phash is not None else None,
     )  # fmt: skip
 
 
@@ -102,6 +105,7 @@ def schema(dim: int) -> pa.Schema:
         pa.field("height", pa.int64()),
         pa.field("taken_at", pa.binary()),
         pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("phash", pa.binary()),
     ]
     for f in dataclasses.fields(PhotoMeta):
         fields.append(pa.field(META_PREFIX + f.name, getattr(pa, _ARROW[str(f.type)])()))
@@ -118,13 +122,14 @@ def write(path: Path, rows: Sequence[ShardRow], dim: int, *, unit: str, model: s
         for name in ("path", "size", "mtime_ns", "reason", "fingerprint", "width", "height"):
             columns[name].append(getattr(row, name))
         columns["taken_at"].append(row.taken_at)
+        columns["phash"].append(row.phash)
         columns["vector"].append(None if row.vector is None else row.vector.tolist())
         for f in dataclasses.fields(PhotoMeta):
             value = None if row.meta is None else getattr(row.meta, f.name)
             columns[META_PREFIX + f.name].append(value)
     layout = schema(dim)
     for field in layout:
-        if pa.types.is_binary(field.type):
+        if pa.types.is_binary(field.type) and field.name != "phash":
             values = columns[field.name]
             columns[field.name] = [None if v is None else os.fsencode(v) for v in values]
     table = pa.table(columns, schema=layout)
@@ -156,7 +161,7 @@ def read(path: Path, *, unit: str | None, model: str) -> list[ShardRow]:
         )
     data = table.to_pydict()
     for field in table.schema:
-        if pa.types.is_binary(field.type):
+        if pa.types.is_binary(field.type) and field.name != "phash":
             data[field.name] = [None if v is None else os.fsdecode(v) for v in data[field.name]]
     rows = []
     for i, path_ in enumerate(data["path"]):
@@ -172,6 +177,7 @@ def read(path: Path, *, unit: str | None, model: str) -> list[ShardRow]:
                 reason=data["reason"][i], fingerprint=data["fingerprint"][i],
                 width=data["width"][i], height=data["height"][i], taken_at=data["taken_at"][i],
                 vector=None if vec is None else np.asarray(vec, np.float32), meta=meta,
+                phash=data["phash"][i],
             )
         )  # fmt: skip
     return rows
