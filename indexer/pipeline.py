@@ -28,7 +28,6 @@ from imgsearch.library import (
     now,
 )
 from imgsearch.paths import canonical
-from imgsearch.photohash import pack
 from imgsearch.vectors import IndexParams
 from indexer import lifeline
 from indexer import roots as roots_mod
@@ -676,6 +675,8 @@ def _ensure_text_encoder(
 
 
 def _record(item: Decoded, vector: np.ndarray, root_id: int | None) -> ImageRecord:
+    from imgsearch.photohash import pack  # numpy at import: an unchanged re-index needs neither
+
     return ImageRecord(
         path=item.path, size=item.size, mtime_ns=item.mtime_ns, fingerprint=item.fingerprint,
         width=item.width, height=item.height, taken_at=item.taken_at,
@@ -696,6 +697,7 @@ def _backfill_metadata(
     if not stale:
         return 0
     from imgsearch.decode import DecodeFailed, read_file_metadata, read_file_phash
+    from imgsearch.photohash import pack
 
     if on_status:
         on_status(f"reading photo metadata of {len(stale)} images indexed before it was kept ...")
