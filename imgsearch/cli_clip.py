@@ -166,7 +166,7 @@ def tags(ctx: click.Context, as_json: bool, library: str | None) -> None:
     "--method",
     type=click.Choice(["occlusion", "gradeclip"]),
     default=None,
-    help="occlusion (any model, the default) or gradeclip (open_clip ViTs, ~10x cheaper).",
+    help="occlusion (any model, the default) or gradeclip (open_clip ViTs, ~8x cheaper).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @library_option
