@@ -66,16 +66,16 @@ def gradeclip_heat(
         weights = torch.softmax(qh @ kh.transpose(-1, -2) / hd**0.5, dim=-1)
         mixed = (weights @ vh).transpose(1, 2).reshape(1, n, d)
     with torch.enable_grad():
-        mixed = mixed.detach().float().requires_grad_(True)
-        out = h.float() + last.ls_1(attn.out_proj(mixed))
+        mixed = mixed.detach().requires_grad_(True)  # in the model's dtype (fp16 on CUDA)
+        out = h + last.ls_1(attn.out_proj(mixed))
         out = out + last.ls_2(last.mlp(last.ln_2(out)))
         pooled, _ = visual._pool(out)
         if visual.proj is not None:
-            pooled = pooled @ visual.proj.float()
-        cosine = F.normalize(pooled, dim=-1)[0] @ target
+            pooled = pooled @ visual.proj
+        cosine = F.normalize(pooled.float(), dim=-1)[0] @ target
         (grad,) = torch.autograd.grad(cosine, mixed)
     with torch.no_grad():
-        channel = grad[0, 0].reshape(heads, 1, hd)  # d cosine / d attention output (class token)
+        channel = grad[0, 0].float().reshape(heads, 1, hd)  # d cosine / d attn output, class token
         spatial = F.cosine_similarity(qh[0, :, :1].float(), kh[0, :, 1:].float(), dim=-1)
         low = spatial.min(dim=1, keepdim=True).values
         high = spatial.max(dim=1, keepdim=True).values
