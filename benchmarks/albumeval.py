@@ -1,12 +1,14 @@
 """Few-shot album stages compared: text only, Rocchio, logistic regression (issue 11).
 
-    python benchmarks/albumeval.py --tiny LIBRARY      # a shapes library of the tiny CLIP
-    python benchmarks/albumeval.py                      # synthetic clusters only
+    python benchmarks/albumeval.py --tiny LIBRARY [--tiny LIBRARY2]  # shapes libraries, tiny CLIP
+    python benchmarks/albumeval.py --seeds 0,1,2                       # synthetic clusters only
 
 For each concept and each example count k (k positives and k negatives, drawn with fixed
 seeds, 3 draws), every stage is fitted on the examples plus random library photos and scored
 on the photos that are not examples: average precision (ranking) and F1 of the membership
-threshold. Deterministic: the same figures on every run.
+threshold. Deterministic: the same figures on every run. `stage_gains` says, per set and k, by
+how much the stage used at k beats the one before it (Rocchio - text below LOGREG_MIN examples,
+logistic regression - Rocchio from there; average precision).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgsearch.clip.albums import RANDOM_NEGATIVES, average_precision, fit
+from imgsearch.clip.albums import LOGREG_MIN, RANDOM_NEGATIVES, average_precision, fit
 
 COUNTS = (1, 2, 4, 8, 16)
 DRAWS = 3
@@ -109,6 +111,16 @@ def synthetic_concepts(seed: int = 0) -> tuple[np.ndarray, list[Concept]]:
     return x.astype(np.float32), concepts
 
 
+def stage_gains(figures: dict[str, dict[str, list[float]]]) -> dict[str, float]:
+    """{k: AP of the stage used at k minus AP of the stage before it}, where both were run."""
+    gains = {}
+    for k in COUNTS:
+        used, before = ("logreg", "rocchio") if k >= LOGREG_MIN else ("rocchio", "text")
+        if str(k) in figures.get(used, {}) and str(k) in figures.get(before, {}):
+            gains[str(k)] = round(figures[used][str(k)][0] - figures[before][str(k)][0], 4)
+    return gains
+
+
 def table(figures: dict[str, dict[str, list[float]]]) -> Iterator[str]:
     yield "method    " + "  ".join(f"k={k:<9}" for k in COUNTS) + "   (AP / F1)"
     for method, per_k in figures.items():
@@ -121,22 +133,28 @@ def table(figures: dict[str, dict[str, list[float]]]) -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", type=Path, help="library of shapes indexed with the tiny CLIP")
+    tiny_help = "library of shapes indexed with the tiny CLIP (repeatable)"
+    parser.add_argument("--tiny", type=Path, action="append", default=[], help=tiny_help)
+    parser.add_argument("--seeds", default="0", help="synthetic cluster seeds, e.g. 0,1,2")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    results = {}
-    sets = [("synthetic", synthetic_concepts())]
-    if args.tiny:
-        sets.insert(0, ("tiny", tiny_concepts(args.tiny)))
-    for name, (vectors, concepts) in sets:
+    results: dict = {"figures": {}, "stage_gains": {}}
+    sets = [(f"tiny {lib.parent.name}", lambda lib=lib: tiny_concepts(lib)) for lib in args.tiny]
+    sets += [(f"synthetic seed {s}", lambda s=int(s): synthetic_concepts(s))
+             for s in args.seeds.split(",")]  # fmt: skip
+    for name, load in sets:
+        vectors, concepts = load()
         for part, chosen in (
             ("with text", [c for c in concepts if c[2] is not None]),
             ("examples only", [c for c in concepts if c[2] is None]),
         ):
             key = f"{name}, {part}"
-            results[key] = evaluate(vectors, chosen)
-            print(f"{key}: {len(vectors)} vectors, {len(chosen)} concepts")
-            print("\n".join(table(results[key])))
+            figures = evaluate(vectors, chosen)
+            results["figures"][key] = figures
+            results["stage_gains"][key] = stage_gains(figures)
+            print(f"{key}: {len(vectors)} vectors, {len(chosen)} concepts", flush=True)
+            print("\n".join(table(figures)))
+            print("stage gain (AP):", results["stage_gains"][key], flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 

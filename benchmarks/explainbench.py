@@ -43,8 +43,23 @@ def maskclip_heat(encoder, pixels: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.kron(grid, np.ones((h // g, w // g)))
 
 
+def _occlusion_heat(encoder, pixels, query):  # type: ignore[no-untyped-def]
+    from imgsearch.clip.explain import occlusion
+
+    return occlusion(encoder, pixels, query).heat
+
+
+def _gradeclip_heat(encoder, pixels, query):  # type: ignore[no-untyped-def]
+    from imgsearch.clip.gradeclip import gradeclip_heat
+
+    return gradeclip_heat(encoder, pixels, query)[0]
+
+
+HEAT = {"occlusion": _occlusion_heat, "maskclip": maskclip_heat, "gradeclip": _gradeclip_heat}
+
+
 def pointing(encoder, scenes, method) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    from imgsearch.clip.explain import decode_for, occlusion
+    from imgsearch.clip.explain import decode_for
 
     hits = total = 0
     seconds = 0.0
@@ -54,10 +69,7 @@ def pointing(encoder, scenes, method) -> tuple[float, float]:  # type: ignore[no
         for color, shape, (x0, y0, x1, y1) in shapes:
             query = encoder.embed_texts([f"a photo of a {color} {shape}."])[0]
             t0 = time.process_time()
-            if method == "occlusion":
-                heat = occlusion(encoder, pixels, query).heat
-            else:
-                heat = maskclip_heat(encoder, pixels, query)
+            heat = HEAT[method](encoder, pixels, query)
             seconds += time.process_time() - t0
             y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
             hits += x0 * scale <= x < x1 * scale and y0 * scale <= y < y1 * scale
@@ -73,14 +85,13 @@ def main() -> None:
     args = parser.parse_args()
     import tempfile
 
-    from imgsearch.clip.explain import occlusion
     from imgsearch.encoder import load_encoder
     from tests.support.scenes import write_scenes
 
     encoder = load_encoder(f"local-dir:{args.tiny}", "", "cpu")
     scenes = write_scenes(Path(tempfile.mkdtemp()), args.scenes, seed=11)
     out = {}
-    for method in ("occlusion", "maskclip"):
+    for method in HEAT:
         rate, cpu = pointing(encoder, scenes, method)
         out[f"tiny_{method}_pointing"] = round(rate, 3)
         out[f"tiny_{method}_cpu_s"] = round(cpu, 4)
@@ -89,11 +100,10 @@ def main() -> None:
         big = load_encoder("ViT-B-32", "none", "cpu")
         pixels = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
         query = big.embed_texts(["a photo of a dog."])[0]
-        for method, fn in (("occlusion", lambda: occlusion(big, pixels, query)),
-                           ("maskclip", lambda: maskclip_heat(big, pixels, query))):  # fmt: skip
-            fn()
+        for method, heat in HEAT.items():
+            heat(big, pixels, query)
             t0, c0 = time.perf_counter(), time.process_time()
-            fn()
+            heat(big, pixels, query)
             out[f"vitb32_{method}_wall_s"] = round(time.perf_counter() - t0, 3)
             out[f"vitb32_{method}_cpu_s"] = round(time.process_time() - c0, 3)
     print(json.dumps(out, indent=2))

@@ -432,12 +432,13 @@ class Searcher:
         q = Query(k=k, min_score=min_score, filters=typed_filters(folder=folder, **filters))
         return self.similar_to(path, q).hits
 
-    def explain(self, path: str | os.PathLike[str], query: str) -> Any:
-        """Where in the photo the text `query` matches: a heatmap (imgsearch/clip/explain.py,
-        patch occlusion; the web UI overlays it)."""
+    def explain(self, path: str | os.PathLike[str], query: str, method: str | None = None) -> Any:
+        """Where in the photo the text `query` matches: a heatmap (imgsearch/clip/explain.py;
+        `method` "occlusion" or "gradeclip", default chosen by measurement; the web UI overlays
+        it)."""
         from imgsearch.clip.explain import explain_path
 
-        return explain_path(self, os.fspath(path), query)
+        return explain_path(self, os.fspath(path), query, method)
 
     def facets(self) -> dict[str, list[tuple[str, int]]]:
         """Cameras, years, months, folders and file types with image counts."""

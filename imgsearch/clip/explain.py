@@ -1,9 +1,11 @@
 """Explain a match: where in a photo the query's score comes from, as a heatmap.
 
-Patch occlusion: a grey window (the model's mean colour) slides over the model's input, every
-occluded copy is embedded in one batch, and each pixel's heat is the mean drop in cosine with
-the query over the windows covering it. It needs nothing from the model but its image
-embedding, so it works for any open_clip model (ViT or not).
+Two methods (`METHODS`; the default chosen by benchmarks/explainbench.py). Patch occlusion: a
+grey window (the model's mean colour) slides over the model's input, every occluded copy is
+embedded in one batch, and each pixel's heat is the mean drop in cosine with the query over the
+windows covering it. It needs nothing from the model but its image embedding, so it works for
+any open_clip model (ViT or not). Grad-ECLIP (clip/gradeclip.py): one forward pass and one
+backward pass through the last block, open_clip ViTs only.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ if TYPE_CHECKING:
     from imgsearch.encoder import Encoder
 
 GRID = 7  # windows per side; a window is 2 / (GRID + 1) of the side, half-overlapping
+METHODS = ("occlusion", "gradeclip")
+DEFAULT_METHOD = "occlusion"
 
 
 @dataclass(frozen=True)
 class Explanation:
     pixels: npt.NDArray[np.uint8]  # (H, W, 3) the model's input (resized, centre-cropped)
-    heat: npt.NDArray[np.float32]  # (H, W) mean score drop when that pixel is hidden
+    heat: npt.NDArray[np.float32]  # (H, W) occlusion: mean score drop when that pixel is hidden
     score: float  # cosine of the whole photo with the query
+    method: str = "occlusion"  # which of METHODS made `heat`
 
     def peak(self) -> tuple[int, int]:
         """(x, y) of the hottest pixel, in model-input coordinates."""
@@ -61,6 +66,23 @@ def occlusion(
     return Explanation(pixels, heat.astype(np.float32), float(scores[0]))
 
 
+def explain_pixels(
+    encoder: Encoder,
+    pixels: npt.NDArray[np.uint8],
+    query: npt.NDArray[np.float32],
+    method: str = DEFAULT_METHOD,
+) -> Explanation:
+    """Heatmap of `query` over `pixels` (H, W, 3 model input) by one of METHODS."""
+    if method == "occlusion":
+        return occlusion(encoder, pixels, query)
+    if method == "gradeclip":
+        from imgsearch.clip.gradeclip import gradeclip_heat
+
+        heat, score = gradeclip_heat(encoder, pixels, query)
+        return Explanation(pixels, heat, score, "gradeclip")
+    raise ImgsearchError(f"unknown explain method {method!r}: choose one of {', '.join(METHODS)}")
+
+
 def decode_for(encoder: Encoder, path: str, max_pixels: int = 200_000_000) -> np.ndarray:
     from imgsearch.decode import DecodeFailed, decode
 
@@ -91,12 +113,20 @@ def save_overlay(exp: Explanation, dest: Path, size: int = 448) -> Path:
     return dest
 
 
-def explain_path(searcher: object, path: str | os.PathLike[str], query: str) -> Explanation:
+def explain_path(
+    searcher: object, path: str | os.PathLike[str], query: str, method: str | None = None
+) -> Explanation:
     """Heatmap of text `query` over the photo at `path`, with a Searcher's model and prompts
-    (what `Searcher.explain(path, query)` returns)."""
+    (what `Searcher.explain(path, query)` returns); `method` is one of METHODS."""
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise ImgsearchError(
+            f"unknown explain method {method!r}: choose one of {', '.join(METHODS)}"
+        )
     absolute = os.path.abspath(os.path.expanduser(path))
     if not os.path.exists(absolute):
         raise ImgsearchError(f"{absolute}: no such file")
     encoder = searcher.encoder  # type: ignore[attr-defined]
     pixels = decode_for(encoder, absolute, searcher.settings.max_pixels)  # type: ignore[attr-defined]
-    return occlusion(encoder, pixels, searcher.embed_text(query))  # type: ignore[attr-defined]
+    query_vector = searcher.embed_text(query)  # type: ignore[attr-defined]
+    return explain_pixels(encoder, pixels, query_vector, method)
