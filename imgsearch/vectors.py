@@ -326,6 +326,8 @@ def load(
     folder: Path, meta: dict[str, str], cur: sqlite3.Cursor, params: IndexParams
 ) -> VectorIndex | None:
     """The saved index if it matches SQLite (generation, count, spot-checked rows), else None."""
+    from imgsearch.library import decode, vector_dtype
+
     name = meta.get("faiss_file")
     if not name or meta.get("faiss_generation") != meta.get("generation", "0"):
         return None
@@ -333,7 +335,7 @@ def load(
     index = read(path, mmap=True)
     if index is None:
         return None
-    count = cur.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
+    count = cur.execute("SELECT count(*) FROM vectors").fetchone()[0]  # = the 'ok' images
     if index.ntotal != count or str(index.ntotal) != meta.get("faiss_count"):
         log.warning(
             "FAISS file %s has %d vectors, SQLite %d; rebuilding", path, index.ntotal, count
@@ -346,7 +348,7 @@ def load(
     offsets = sorted({0, count - 1, random.randrange(count)}) if count else []
     spots = [
         cur.execute(
-            "SELECT id, vector FROM images WHERE status = 'ok' ORDER BY id LIMIT 1 OFFSET ?",
+            "SELECT id, vector FROM vectors ORDER BY id LIMIT 1 OFFSET ?",
             (offset,),
         ).fetchone()
         for offset in offsets
@@ -362,7 +364,7 @@ def load(
             stored = index.reconstruct(int(row_id))
         except RuntimeError:
             return None
-        if not np.allclose(stored, np.frombuffer(blob, dtype=np.float32), atol=1e-6):
+        if not np.allclose(stored, decode(blob, vector_dtype(meta)), atol=1e-6):
             log.warning("FAISS file %s disagrees with SQLite for id %d; rebuilding", path, row_id)
             return None
     return found
