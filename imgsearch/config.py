@@ -215,8 +215,8 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
     except QueryError as exc:
         raise fail("cutoff", str(exc)) from None
     try:
-        if parse_size(values["memory_budget"]) < 1 << 20:
-            raise fail("memory_budget", f"must be at least 1MB, got {values['memory_budget']!r}")
+        if parse_size(values["memory_budget"]) < 64 << 10:
+            raise fail("memory_budget", f"must be at least 64KB, got {values['memory_budget']!r}")
     except ValueError as exc:
         raise fail("memory_budget", f"must be a size such as 4GB or 512MB ({exc})") from None
     if values["vector_precision"] not in VECTOR_PRECISIONS:

@@ -495,11 +495,11 @@ def typed_filters(**values: Any) -> tuple[Filter, ...]:
 
 
 def _strategy(index: Any, allowed: npt.NDArray[np.int64] | None) -> str:
-    if index.kind != "ivf":
+    if index.kind == "flat":
         return "exact"
     if allowed is None:
-        return "ivf"
-    return "exact-subset" if len(allowed) <= index.params.exact_max else "ivf-filtered"
+        return index.kind  # "ivf" (IVF-SQ8) or "ivfpq"
+    return "exact-subset" if len(allowed) <= index.params.exact_max else f"{index.kind}-filtered"
 
 
 def _hit(info: ImageInfo, score: float | None) -> Hit:

@@ -45,10 +45,17 @@ class IndexParams:
     exact_max: int = 30_000
     nprobe: int = 64
     rerank: int = 4
+    memory_budget: int = 4 << 30  # bytes the index may take (imgsearch/ladder.py)
+    pq_rerank: int = 16
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexParams:
-        return cls(settings.exact_search_max, settings.ivf_nprobe, settings.ivf_rerank)
+        from imgsearch.config import parse_size
+
+        return cls(
+            settings.exact_search_max, settings.ivf_nprobe, settings.ivf_rerank,
+            parse_size(settings.memory_budget), settings.pq_rerank,
+        )  # fmt: skip
 
 
 def nlist_for(n: int) -> int:
@@ -70,8 +77,8 @@ class VectorIndex:
     `allowed` set exactly. Without it, IVF scores are the 8-bit approximations.
     """
 
-    index: Any  # faiss.IndexIDMap2 (flat) or faiss.IndexIVFScalarQuantizer
-    kind: str  # "flat" (exact) or "ivf" (approximate)
+    index: Any  # faiss.IndexIDMap2 (flat), IndexIVFScalarQuantizer or IndexIVFPQ
+    kind: str  # "flat" (exact), "ivf" (IVF-SQ8) or "ivfpq" (approximate; imgsearch/ladder.py)
     params: IndexParams = IndexParams()
     fetch: Fetch | None = None
     trained_n: int | None = None  # IVF: the library size its k-means was trained for
@@ -93,7 +100,7 @@ class VectorIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return _empty(q.shape[0], k)
-        approximate = self.kind == "ivf"
+        approximate = self.kind != "flat"
         small = allowed is not None and len(allowed) <= self.params.exact_max
         if approximate and small and self.fetch is not None:  # exact is faster here, and exact
             return _exact_among(q, k, *self.fetch(np.asarray(allowed, dtype=np.int64)))
@@ -102,8 +109,11 @@ class VectorIndex:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         wanted = k
         if approximate:
-            wanted = min(self.ntotal, k * max(1, self.params.rerank)) if self.fetch else k
-            params: Any = faiss.SearchParametersIVF(sel=selector, nprobe=self.params.nprobe)
+            from imgsearch.ladder import search_params
+
+            times = self.params.pq_rerank if self.kind == "ivfpq" else self.params.rerank
+            wanted = min(self.ntotal, k * max(1, times)) if self.fetch else k
+            params: Any = search_params(self, selector)
         else:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
         if q.shape[0] == 1:
@@ -161,14 +171,14 @@ def _exact_among(
 
 
 def kind_of(index: Any) -> str:
-    """'ivf' or 'flat' (an IndexIDMap2 around IndexFlatIP, or an older HNSW file)."""
+    """'ivfpq', 'ivf' or 'flat' (an IndexIDMap2 around IndexFlatIP, or an older HNSW file)."""
     import faiss
 
     try:
-        faiss.extract_index_ivf(index)
+        ivf = faiss.extract_index_ivf(index)
     except (RuntimeError, TypeError):
         return "flat"
-    return "ivf"
+    return "ivfpq" if isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ) else "ivf"
 
 
 def build(
@@ -246,7 +256,7 @@ def ids_of(index: VectorIndex) -> npt.NDArray[np.int64]:
     """Every id in the index (unordered)."""
     import faiss
 
-    if index.kind != "ivf":
+    if index.kind == "flat":
         return faiss.vector_to_array(index.index.id_map).astype(np.int64, copy=False)
     ivf = faiss.extract_index_ivf(index.index)
     lists = ivf.invlists
@@ -308,13 +318,16 @@ def remove_stale_files(folder: Path, keep: str) -> None:
             entry.unlink(missing_ok=True)
 
 
-def read(path: Path, *, mmap: bool) -> Any | None:
-    """The index in `path` (flat in an IndexIDMap2, or IVF), or None (logged) if unreadable."""
+def read(path: Path, *, mmap: bool, ondisk: bool = False) -> Any | None:
+    """The index in `path` (flat in an IndexIDMap2, or IVF), or None (logged) if unreadable.
+    `ondisk` (the IVF-PQ rung): its inverted lists stay in the file, read through
+    OnDiskInvertedLists (IO_FLAG_MMAP), so a query process holds only the pages it touches."""
     import faiss
 
     try:
         # mmap: a big index opens in milliseconds instead of being copied into memory
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+        flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) if ondisk else 0
+        index = faiss.read_index(str(path), flags or (faiss.IO_FLAG_MMAP_IFC if mmap else 0))
     except (RuntimeError, OSError) as exc:
         log.warning("FAISS file %s unreadable (%s); rebuilding from SQLite", path, exc)
         return None
@@ -332,7 +345,7 @@ def load(
     if not name or meta.get("faiss_generation") != meta.get("generation", "0"):
         return None
     path = folder / name
-    index = read(path, mmap=True)
+    index = read(path, mmap=True, ondisk=meta.get("faiss_kind") == "ivfpq")
     if index is None:
         return None
     count = cur.execute("SELECT count(*) FROM vectors").fetchone()[0]  # = the 'ok' images
@@ -353,7 +366,7 @@ def load(
         ).fetchone()
         for offset in offsets
     ]
-    if found.kind == "ivf":
+    if found.kind != "flat":
         missing = np.setdiff1d([row_id for row_id, _ in spots], ids_of(found))
         if len(missing):
             log.warning("FAISS file %s lacks id %d; rebuilding", path, missing[0])

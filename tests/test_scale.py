@@ -74,3 +74,83 @@ def test_index_stores_float16_when_the_setting_asks(run, tiny_model, tmp_path, m
     assert top["path"].endswith("pic_003.png") and top["score"] == pytest.approx(1, abs=2e-3)
     with Library.open(tmp_path / "library") as lib:
         assert lib.meta()["vector_format"] == "float16"
+
+
+GB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("n", "budget", "key"),
+    [
+        (20_000, 4 * GB, "IDMap2,Flat"),
+        (1_000_000, 4 * GB, "IVF8192,SQ8"),  # 520 MB of 8-bit codes: fits
+        (10_000_000, 4 * GB, "IVF16384_HNSW32,PQ64x8"),  # SQ8 would take 5.2 GB
+        (10_000_000, 500 << 20, "IVF16384_HNSW32,PQ32x8"),  # 400 MB: the largest PQ that fits
+        (1_000_000, 256 << 20, "IVF4096_HNSW32,PQ64x8"),  # RAM short at 1M: PQ already
+    ],
+)
+def test_the_ladder_picks_the_index_by_size_and_memory_budget(n, budget, key):
+    from imgsearch import ladder
+
+    rung = ladder.choose(n, 512, IndexParams(exact_max=30_000, memory_budget=budget))
+    assert rung.key == key
+    if rung.kind == "ivfpq":
+        assert ladder.pq_bytes(n, 512, rung.nlist, rung.pq) <= budget
+
+
+def test_memory_budget_setting_is_a_size(tmp_path):
+    from imgsearch.config import ConfigError, resolve
+
+    assert IndexParams.from_settings(resolve(environ={})).memory_budget == 4 * GB
+    env = {"IMGSEARCH_MEMORY_BUDGET": "1.5 GB"}
+    assert IndexParams.from_settings(resolve(environ=env)).memory_budget == int(1.5 * GB)
+    with pytest.raises(ConfigError, match="memory_budget.*size such as 4GB"):
+        resolve(environ={"IMGSEARCH_MEMORY_BUDGET": "lots"})
+
+
+def test_a_small_budget_gets_memory_mapped_ivfpq_with_high_recall_and_updates_in_place(tmp_path):
+    """A few thousand vectors with the thresholds forced down: the PQ rung, its lists read from
+    the file (OnDiskInvertedLists), recall@10 against exact >= 0.95 after the exact re-rank, and
+    an `index`-like update (adds, a delete) keeps the trained lists."""
+    import faiss
+
+    from imgsearch.config import resolve
+
+    x = clustered(12_000, seed=5)
+    q = text_like(x, 100)
+    env = {"IMGSEARCH_EXACT_SEARCH_MAX": "1000", "IMGSEARCH_MEMORY_BUDGET": "300KB"}
+    params = IndexParams.from_settings(resolve(environ={**env, "IMGSEARCH_IVF_NPROBE": "16"}))
+    lib = fill(tmp_path, x[:9000], precision="float16")
+    with lib.write_lock():
+        lib.ann.save(params)
+    meta = lib.meta()
+    assert meta["faiss_kind"] == "ivfpq" and meta["faiss_trained"] == "9000"
+    assert meta["faiss_key"] == "IVF128,PQ16x7"  # 9000 x (16 + 8) bytes + lists fit 300KB
+    lib.close()
+
+    lib = Library.open(tmp_path)  # a fresh process would open it like this
+    index = lib.ann.current(params)
+    assert index.kind == "ivfpq"  # re-ranks pq_rerank x k candidates
+    invlists = faiss.extract_index_ivf(index.index).invlists
+    assert isinstance(faiss.downcast_InvertedLists(invlists), faiss.OnDiskInvertedLists)
+    exact = lib.ann.current(IndexParams(exact_max=10**6))
+    _, want = exact.search(q, 10)
+    scores, got = index.search(q, 10)
+    assert recall(want, got) >= 0.95
+    found, stored = lib.vectors_for_ids(got[0])
+    exact_scores = dict(zip(found.tolist(), (stored @ q[0]).tolist()))
+    assert scores[0] == pytest.approx([exact_scores[i] for i in got[0]], abs=1e-6)  # re-ranked
+    lib.close()
+
+    lib = fill(tmp_path, x)  # 3000 more (and the first 9000 rewritten)
+    with lib.write_lock():
+        lib.remove([1])
+        lib.ann.save(params)
+    meta = lib.meta()
+    assert meta["faiss_kind"] == "ivfpq" and meta["faiss_trained"] == "9000"  # no new k-means
+    assert meta["faiss_count"] == "11999"
+    index = lib.ann.current(params)
+    _, want = lib.ann.current(IndexParams(exact_max=10**6)).search(q, 10)
+    _, got = index.search(q, 10)
+    assert recall(want, got) >= 0.95 and 1 not in got
+    lib.close()

@@ -1,0 +1,169 @@
+"""Which FAISS index a library gets, by its size and the `memory_budget` setting.
+
+    exact (IndexFlatIP)         n <= exact_search_max
+    IVF-SQ8 + exact re-rank     while its 8-bit codes fit the budget (benchmarks/ANN.md)
+    IVF-PQ  + exact re-rank     above: PQ codes of at most 64 bytes, an HNSW coarse quantizer
+                                from 1024 lists, lists memory-mapped (IO_FLAG_MMAP)
+
+The PQ rung follows autofaiss's `get_optimal_index_keys_v2` / `get_optimal_quantization`
+(criteo/autofaiss, external/optimize.py): the largest PQ size whose codes + 8-byte ids fit the
+budget, "IVF{nlist}_HNSW32" once nlist >= 1000. autofaiss itself is not a dependency (it pins
+numpy < 2); what differs, and why, is in docs/scaling.md: no OPQ rotation (its training costs
+minutes on 2 cores and the exact re-rank from stored vectors recovers the recall), PQ at most
+64 bytes, nlist the power of two nearest 4 sqrt(n), and two-level k-means above 4096 lists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from imgsearch.vectors import IndexParams, VectorIndex
+
+PQ_SIZES = (64, 48, 32, 16, 8)  # bytes per vector, best first (autofaiss's list from 64 down)
+HNSW_FROM = 1024  # lists: assign with an HNSW graph over the centroids above this (autofaiss)
+HNSW_M = 32
+TWO_LEVEL_ABOVE = 4096  # lists: flat k-means above this costs n x nlist per iteration
+TRAIN_PER_LIST = 40
+MIN_TRAIN_PER_CENTROID = 39  # faiss's own floor for k-means (and PQ's 2**nbits centroids)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of the ladder: the index kind and its shape."""
+
+    kind: str  # "flat" | "ivf" (IVF-SQ8) | "ivfpq"
+    nlist: int = 0
+    pq: int = 0  # PQ sub-quantizers = bytes per code at 8 bits
+    nbits: int = 8
+    hnsw: bool = False  # HNSW coarse quantizer
+
+    @property
+    def key(self) -> str:
+        """A faiss index-factory description (for logs, benchmarks and docs)."""
+        if self.kind == "flat":
+            return "IDMap2,Flat"
+        coarse = f"IVF{self.nlist}" + (f"_HNSW{HNSW_M}" if self.hnsw else "")
+        return f"{coarse},SQ8" if self.kind == "ivf" else f"{coarse},PQ{self.pq}x{self.nbits}"
+
+
+def describe(index: VectorIndex) -> str:
+    """The factory description of a built index (the `faiss_key` meta key)."""
+    import faiss
+
+    if index.kind == "flat":
+        return Rung("flat").key
+    ivf = faiss.extract_index_ivf(index.index)
+    hnsw = isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW)
+    if index.kind == "ivf":
+        return Rung("ivf", ivf.nlist, hnsw=hnsw).key
+    pq = faiss.downcast_index(ivf).pq
+    return Rung("ivfpq", ivf.nlist, pq.M, pq.nbits, hnsw=hnsw).key
+
+
+def sq8_bytes(n: int, dim: int) -> int:
+    """RAM of an IVF-SQ8 index: 8-bit codes and ids, plus the centroids."""
+    from imgsearch.vectors import nlist_for
+
+    return n * (dim + 8) + nlist_for(n) * dim * 4
+
+
+def pq_bytes(n: int, dim: int, nlist: int, pq: int) -> int:
+    """RAM (or mapped file) of an IVF-PQ index: codes and ids, centroids and their graph."""
+    graph = nlist * HNSW_M * 2 * 4 if nlist >= HNSW_FROM else 0
+    return n * (pq + 8) + nlist * dim * 4 + graph
+
+
+def pq_nlist(n: int) -> int:
+    """The power of two nearest 4 sqrt(n) (autofaiss's rule below 1M; 10M -> 16384), at most
+    n / 39 so k-means has points enough."""
+    nlist = 2 ** round(math.log2(4 * math.sqrt(max(n, 1))))
+    while nlist > 1 and nlist * MIN_TRAIN_PER_CENTROID > n:
+        nlist //= 2
+    return max(nlist, 1)
+
+
+def choose(n: int, dim: int, params: IndexParams) -> Rung:
+    """The rung for a library of n vectors of `dim` under `params.memory_budget` bytes."""
+    from imgsearch.vectors import nlist_for
+
+    if n <= params.exact_max:
+        return Rung("flat")
+    if sq8_bytes(n, dim) <= params.memory_budget:
+        return Rung("ivf", nlist_for(n))
+    nlist = pq_nlist(n)
+    sizes = [m for m in PQ_SIZES if dim % m == 0] or [1]
+    fits = [m for m in sizes if pq_bytes(n, dim, nlist, m) <= params.memory_budget]
+    pq = fits[0] if fits else sizes[-1]  # the budget is a wish: the smallest codes then
+    nbits = max(1, min(8, int(math.log2(max(n // MIN_TRAIN_PER_CENTROID, 2)))))
+    return Rung("ivfpq", nlist, pq, nbits, hnsw=nlist >= HNSW_FROM)
+
+
+def train_count(n: int, rung: Rung) -> int:
+    """Vectors the k-means (and the PQ codebooks) train on: 40 per list, at least 256 per PQ
+    centroid, never more than the library."""
+    return min(n, max(TRAIN_PER_LIST * rung.nlist, 256 * 2**rung.nbits))
+
+
+def centroids(sample: npt.NDArray[np.float32], nlist: int) -> npt.NDArray[np.float32]:
+    """Spherical k-means centroids; two-level (sqrt(nlist) coarse clusters, then each split)
+    above TWO_LEVEL_ABOVE lists: ~sqrt(nlist) x cheaper, 16384 lists on 655k points in ~1 min
+    on 2 cores instead of ~30."""
+    import faiss
+
+    x = np.ascontiguousarray(sample, dtype=np.float32)
+    if nlist <= TWO_LEVEL_ABOVE:
+        kmeans = faiss.Kmeans(x.shape[1], nlist, niter=10, spherical=True, seed=1234)
+        kmeans.train(x)
+        return kmeans.centroids
+    from faiss.contrib.clustering import two_level_clustering
+
+    found, _stats = two_level_clustering(
+        x, int(math.sqrt(nlist)), nlist, clustering_niter=10, niter=10, spherical=True, seed=1234
+    )
+    return np.ascontiguousarray(found, dtype=np.float32)
+
+
+def trained_ivfpq(
+    sample: npt.NDArray[np.float32], n: int, rung: Rung, params: IndexParams
+) -> VectorIndex:
+    """An empty IVF-PQ index for n vectors: lists from `centroids`, PQ codebooks fitted on the
+    sample's residuals."""
+    import faiss
+
+    from imgsearch.vectors import VectorIndex
+
+    dim = sample.shape[1]
+    cents = centroids(sample, rung.nlist)
+    if rung.hnsw:
+        quantizer = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        quantizer.hnsw.efConstruction = 40
+        quantizer.hnsw.efSearch = 32  # assignment while adding: a near-best list is enough
+    else:
+        quantizer = faiss.IndexFlatIP(dim)
+    quantizer.add(cents)
+    ivf = faiss.IndexIVFPQ(
+        quantizer, dim, rung.nlist, rung.pq, rung.nbits, faiss.METRIC_INNER_PRODUCT
+    )
+    ivf.pq.cp.niter = 10  # codebooks: 10 k-means iterations, not 25 (re-ranking follows)
+    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))  # the quantizer is trained: PQ only
+    return VectorIndex(ivf, "ivfpq", params, trained_n=n)
+
+
+def search_params(index: VectorIndex, selector: object | None) -> object:
+    """SearchParametersIVF for one search: nprobe lists, and with an HNSW quantizer an efSearch
+    wide enough to find them."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index.index)
+    nprobe = index.params.nprobe
+    if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
+        ef = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
+        return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe, quantizer_params=ef)
+    return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
