@@ -62,7 +62,7 @@ class DerivedIndex:
             meta = self.library.meta(cur)
             gen = int(meta.get("generation", "0"))
             name = meta.get("faiss_file")
-            n = self.library.count()
+            n = self.library.vector_count(cur)
             wanted = choose(n, int(meta.get("dim", "0") or 0), params).kind
             current = name and meta.get("faiss_generation") == str(gen)
             on_disk = bool(name) and (self.library.path / name).is_file()
@@ -94,7 +94,7 @@ class DerivedIndex:
         a fresh build (k-means for IVF)."""
         from imgsearch import vectors
 
-        n = self.library.count() if n is None else n
+        n = self.library.vector_count(cur) if n is None else n
         dim = int(meta.get("dim", "0") or 0)
         rung = choose(n, dim, params)
         if rung.kind == "flat":

@@ -534,6 +534,16 @@ class Library:
                 "SELECT count(*) FROM images WHERE status = ?", (status,)
             ).fetchone()[0]
 
+    def vector_count(self, cur: sqlite3.Cursor | None = None) -> int:
+        """Stored vectors (= 'ok' images), from the counter the triggers keep: O(1) at 10M."""
+        if cur is None:
+            with self._snapshot() as c:
+                return self.vector_count(c)
+        row = cur.execute("SELECT value FROM meta WHERE key = 'vector_count'").fetchone()
+        if row is not None:
+            return int(row[0])
+        return int(cur.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
     def vectors(
         self,
         cur: sqlite3.Cursor | None = None,
@@ -772,8 +782,9 @@ class Library:
                 tuple(part),
             )
             ids.update((bytes(p), int(i)) for p, i in found)
-        conn.exec_driver_sql(
-            "INSERT OR REPLACE INTO vectors (id, vector) VALUES (?, ?)",
+        conn.exec_driver_sql(  # an upsert, not REPLACE: the count triggers see an UPDATE
+            "INSERT INTO vectors (id, vector) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET vector = excluded.vector",
             [
                 (ids[key], np.ascontiguousarray(rec.vector, dtype=dtype).tobytes())
                 for key, rec in zip(keys, done)

@@ -270,6 +270,25 @@ def ids_of(index: VectorIndex) -> npt.NDArray[np.int64]:
     return np.concatenate(parts)
 
 
+def holds(index: VectorIndex, row_id: int, vector: npt.NDArray[np.float32]) -> bool:
+    """Whether an IVF index holds `row_id`: first in the list its vector is assigned to (one
+    list read), else in all of them (every id: 80 MB at 10M)."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index.index)
+    _, lists = ivf.quantizer.search(vector.reshape(1, -1), 1)
+    number = int(lists[0, 0])
+    if number >= 0:
+        size = ivf.invlists.list_size(number)
+        if size:
+            ptr = ivf.invlists.get_ids(number)
+            found = row_id in faiss.rev_swig_ptr(ptr, size)
+            ivf.invlists.release_ids(number, ptr)
+            if found:
+                return True
+    return bool(np.isin(row_id, ids_of(index)))
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -348,7 +367,7 @@ def load(
     index = read(path, mmap=True, ondisk=meta.get("faiss_kind") == "ivfpq")
     if index is None:
         return None
-    count = cur.execute("SELECT count(*) FROM vectors").fetchone()[0]  # = the 'ok' images
+    count = int(meta.get("vector_count") or 0)  # = the 'ok' images (0007's triggers)
     if index.ntotal != count or str(index.ntotal) != meta.get("faiss_count"):
         log.warning(
             "FAISS file %s has %d vectors, SQLite %d; rebuilding", path, index.ntotal, count
@@ -357,18 +376,22 @@ def load(
     trained = int(meta.get("faiss_trained", "") or 0) or None
     found = VectorIndex(index, kind_of(index), params, trained_n=trained)
     # Spot-check three stored rows (first, last, one at random) against the file: the exact
-    # vector for a flat index, the id's presence for IVF (its 8-bit codes are approximations).
-    offsets = sorted({0, count - 1, random.randrange(count)}) if count else []
+    # vector for a flat index, the id's presence for IVF (its codes are approximations). Found
+    # by id, not OFFSET: at 10M an offset walks gigabytes.
+    low, high = cur.execute("SELECT min(id), max(id) FROM vectors").fetchone()
+    picks = sorted({low, high, random.randint(low, high)}) if count else []
     spots = [
         cur.execute(
-            "SELECT id, vector FROM vectors ORDER BY id LIMIT 1 OFFSET ?",
-            (offset,),
+            "SELECT id, vector FROM vectors WHERE id >= ? ORDER BY id LIMIT 1", (pick,)
         ).fetchone()
-        for offset in offsets
+        for pick in picks
     ]
     if found.kind != "flat":
-        missing = np.setdiff1d([row_id for row_id, _ in spots], ids_of(found))
-        if len(missing):
+        dtype = vector_dtype(meta)
+        missing = [
+            row_id for row_id, blob in spots if not holds(found, row_id, decode(blob, dtype))
+        ]
+        if missing:
             log.warning("FAISS file %s lacks id %d; rebuilding", path, missing[0])
             return None
         return found

@@ -181,3 +181,13 @@ def test_vectors_follow_their_images_whoever_deletes_or_fails_them(tmp_path):
     con.execute("UPDATE images SET size = 11 WHERE id = 3")
     con.commit()
     assert [r[0] for r in con.execute("SELECT id FROM vectors ORDER BY id")] == [3, 4]
+    assert con.execute("SELECT value FROM meta WHERE key = 'vector_count'").fetchone()[0] == "2"
+    con.close()
+    with Library.open(tmp_path) as lib, lib.write_lock():  # a rewrite is no new vector
+        assert lib.vector_count() == 2
+        from imgsearch.library import ImageRecord
+
+        vec = np.eye(1, 8, dtype=np.float32)[0]
+        lib.store([ImageRecord("/p/0003.jpg", 1, 1, "f", 1, 1, None, vec)], [])
+        lib.store([ImageRecord("/p/new.jpg", 1, 1, "g", 1, 1, None, vec)], [])
+        assert lib.vector_count() == 3
