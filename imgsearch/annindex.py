@@ -124,7 +124,7 @@ class DerivedIndex:
     ) -> VectorIndex:
         """IVF-PQ in bounded memory: k-means and codebooks on a sample read by id, then every
         vector added in chunks straight from storage (RAM: the sample, one chunk, the codes)."""
-        from imgsearch import ladder, vectors
+        from imgsearch import ladder
 
         wanted = self._sample_ids(cur, ladder.train_count(n, rung))
         sample = np.empty((len(wanted), dim), np.float32)
@@ -135,7 +135,7 @@ class DerivedIndex:
         log.info("training %s on %d of %d vectors", rung.key, filled, n)
         index = ladder.trained_ivfpq(sample[:filled], n, rung, params)
         del sample
-        vectors.update(index, np.empty(0, np.int64), self.library.vectors(cur, batch=ADD_CHUNK))
+        ladder.add_chunks(index, rung, self.library.vectors(cur, batch=ADD_CHUNK))
         return index
 
     @staticmethod

@@ -2,15 +2,19 @@
 
     exact (IndexFlatIP)         n <= exact_search_max
     IVF-SQ8 + exact re-rank     while its 8-bit codes fit the budget (benchmarks/ANN.md)
-    IVF-PQ  + exact re-rank     above: PQ codes of at most 64 bytes, an HNSW coarse quantizer
-                                from 1024 lists, lists memory-mapped (IO_FLAG_MMAP)
+    IVF-PQ  + exact re-rank     above: PQ codes of at most 64 bytes, lists memory-mapped
+                                (IO_FLAG_MMAP); from 1024 lists a build assigns vectors to
+                                lists through an HNSW graph over the centroids
 
 The PQ rung follows autofaiss's `get_optimal_index_keys_v2` / `get_optimal_quantization`
 (criteo/autofaiss, external/optimize.py): the largest PQ size whose codes + 8-byte ids fit the
-budget, "IVF{nlist}_HNSW32" once nlist >= 1000. autofaiss itself is not a dependency (it pins
-numpy < 2); what differs, and why, is in docs/scaling.md: no OPQ rotation (its training costs
-minutes on 2 cores and the exact re-rank from stored vectors recovers the recall), PQ at most
-64 bytes, nlist the power of two nearest 4 sqrt(n), and two-level k-means above 4096 lists.
+budget, HNSW32 over the centroids once nlist >= 1000. autofaiss itself is not a dependency (it
+pins numpy < 2); what differs, and why, is in docs/scaling.md: no OPQ rotation (its training
+costs minutes on 2 cores and the exact re-rank from stored vectors recovers the recall), PQ at
+most 64 bytes, nlist the power of two nearest 4 sqrt(n), two-level k-means above 1024 lists, and
+the HNSW graph only assigns vectors while building: queries score every centroid exactly, since
+a graph walk misses the lists of out-of-distribution (text) queries (measured at 1M: recall@10
+0.72 with the HNSW quantizer, docs/scaling.md; benchmarks/ANN.md finding 2).
 """
 
 from __future__ import annotations
@@ -22,14 +26,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import numpy.typing as npt
 
     from imgsearch.vectors import IndexParams, VectorIndex
 
+    Chunk = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+
 PQ_SIZES = (64, 48, 32, 16, 8)  # bytes per vector, best first (autofaiss's list from 64 down)
 HNSW_FROM = 1024  # lists: assign with an HNSW graph over the centroids above this (autofaiss)
 HNSW_M = 32
-TWO_LEVEL_ABOVE = 4096  # lists: flat k-means above this costs n x nlist per iteration
+TWO_LEVEL_ABOVE = 1024  # lists: flat k-means of 4096 on 164k took 15 min on the busy VM
 TRAIN_PER_LIST = 40
 MIN_TRAIN_PER_CENTROID = 39  # faiss's own floor for k-means (and PQ's 2**nbits centroids)
 
@@ -42,14 +50,14 @@ class Rung:
     nlist: int = 0
     pq: int = 0  # PQ sub-quantizers = bytes per code at 8 bits
     nbits: int = 8
-    hnsw: bool = False  # HNSW coarse quantizer
+    hnsw: bool = False  # a build assigns vectors to lists with HNSW (queries: exact)
 
     @property
     def key(self) -> str:
         """A faiss index-factory description (for logs, benchmarks and docs)."""
         if self.kind == "flat":
             return "IDMap2,Flat"
-        coarse = f"IVF{self.nlist}" + (f"_HNSW{HNSW_M}" if self.hnsw else "")
+        coarse = f"IVF{self.nlist}"
         return f"{coarse},SQ8" if self.kind == "ivf" else f"{coarse},PQ{self.pq}x{self.nbits}"
 
 
@@ -75,9 +83,8 @@ def sq8_bytes(n: int, dim: int) -> int:
 
 
 def pq_bytes(n: int, dim: int, nlist: int, pq: int) -> int:
-    """RAM (or mapped file) of an IVF-PQ index: codes and ids, centroids and their graph."""
-    graph = nlist * HNSW_M * 2 * 4 if nlist >= HNSW_FROM else 0
-    return n * (pq + 8) + nlist * dim * 4 + graph
+    """RAM (or mapped file) of an IVF-PQ index: codes and ids, and the centroids."""
+    return n * (pq + 8) + nlist * dim * 4
 
 
 def pq_nlist(n: int) -> int:
@@ -113,8 +120,7 @@ def train_count(n: int, rung: Rung) -> int:
 
 def centroids(sample: npt.NDArray[np.float32], nlist: int) -> npt.NDArray[np.float32]:
     """Spherical k-means centroids; two-level (sqrt(nlist) coarse clusters, then each split)
-    above TWO_LEVEL_ABOVE lists: ~sqrt(nlist) x cheaper, 16384 lists on 655k points in ~1 min
-    on 2 cores instead of ~30."""
+    above TWO_LEVEL_ABOVE lists: ~sqrt(nlist)/2 x cheaper."""
     import faiss
 
     x = np.ascontiguousarray(sample, dtype=np.float32)
@@ -125,7 +131,7 @@ def centroids(sample: npt.NDArray[np.float32], nlist: int) -> npt.NDArray[np.flo
     from faiss.contrib.clustering import two_level_clustering
 
     found, _stats = two_level_clustering(
-        x, int(math.sqrt(nlist)), nlist, clustering_niter=10, niter=10, spherical=True, seed=1234
+        x, int(math.sqrt(nlist)), nlist, clustering_niter=10, spherical=True, seed=1234
     )
     return np.ascontiguousarray(found, dtype=np.float32)
 
@@ -141,12 +147,7 @@ def trained_ivfpq(
 
     dim = sample.shape[1]
     cents = centroids(sample, rung.nlist)
-    if rung.hnsw:
-        quantizer = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        quantizer.hnsw.efConstruction = 40
-        quantizer.hnsw.efSearch = 32  # assignment while adding: a near-best list is enough
-    else:
-        quantizer = faiss.IndexFlatIP(dim)
+    quantizer = faiss.IndexFlatIP(dim)
     quantizer.add(cents)
     ivf = faiss.IndexIVFPQ(
         quantizer, dim, rung.nlist, rung.pq, rung.nbits, faiss.METRIC_INNER_PRODUCT
@@ -154,6 +155,30 @@ def trained_ivfpq(
     ivf.pq.cp.niter = 10  # codebooks: 10 k-means iterations, not 25 (re-ranking follows)
     ivf.train(np.ascontiguousarray(sample, dtype=np.float32))  # the quantizer is trained: PQ only
     return VectorIndex(ivf, "ivfpq", params, trained_n=n)
+
+
+def add_chunks(index: VectorIndex, rung: Rung, chunks: Iterable[Chunk]) -> None:
+    """Add (ids, vectors) chunks to a new IVF-PQ index; with `rung.hnsw` each chunk is assigned
+    to its lists through an HNSW graph over the centroids (10M x 16384 exact scores would take
+    an hour on 2 cores), then added pre-assigned."""
+    import faiss
+    from faiss.contrib.ivf_tools import add_preassigned
+
+    from imgsearch import vectors
+
+    if not rung.hnsw:
+        vectors.update(index, np.empty(0, np.int64), chunks)
+        return
+    ivf = faiss.extract_index_ivf(index.index)
+    graph = faiss.IndexHNSWFlat(ivf.d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = 40
+    graph.add(ivf.quantizer.reconstruct_n(0, ivf.nlist))
+    graph.hnsw.efSearch = 64  # images are in-distribution: the walk finds their list
+    for ids, mat in chunks:
+        if len(ids):
+            x = np.ascontiguousarray(mat, dtype=np.float32)
+            _, lists = graph.search(x, 1)
+            add_preassigned(ivf, x, np.ascontiguousarray(lists[:, 0]), np.ascontiguousarray(ids))
 
 
 def search_params(index: VectorIndex, selector: object | None) -> object:

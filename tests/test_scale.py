@@ -84,9 +84,9 @@ GB = 1 << 30
     [
         (20_000, 4 * GB, "IDMap2,Flat"),
         (1_000_000, 4 * GB, "IVF8192,SQ8"),  # 520 MB of 8-bit codes: fits
-        (10_000_000, 4 * GB, "IVF16384_HNSW32,PQ64x8"),  # SQ8 would take 5.2 GB
-        (10_000_000, 500 << 20, "IVF16384_HNSW32,PQ32x8"),  # 400 MB: the largest PQ that fits
-        (1_000_000, 256 << 20, "IVF4096_HNSW32,PQ64x8"),  # RAM short at 1M: PQ already
+        (10_000_000, 4 * GB, "IVF16384,PQ64x8"),  # SQ8 would take 5.2 GB
+        (10_000_000, 500 << 20, "IVF16384,PQ32x8"),  # 400 MB: the largest PQ that fits
+        (1_000_000, 256 << 20, "IVF4096,PQ64x8"),  # RAM short at 1M: PQ already
     ],
 )
 def test_the_ladder_picks_the_index_by_size_and_memory_budget(n, budget, key):
@@ -153,4 +153,28 @@ def test_a_small_budget_gets_memory_mapped_ivfpq_with_high_recall_and_updates_in
     _, want = lib.ann.current(IndexParams(exact_max=10**6)).search(q, 10)
     _, got = index.search(q, 10)
     assert recall(want, got) >= 0.95 and 1 not in got
+    lib.close()
+
+
+def test_a_build_assigns_with_hnsw_but_queries_score_every_centroid(tmp_path, monkeypatch):
+    """From HNSW_FROM lists a build assigns vectors through an HNSW graph (fast for millions);
+    the saved index keeps a flat quantizer, so text-like queries find their lists."""
+    import faiss
+
+    from imgsearch import ladder
+
+    monkeypatch.setattr(ladder, "HNSW_FROM", 16)
+    monkeypatch.setattr(ladder, "TWO_LEVEL_ABOVE", 16)  # and two-level k-means
+    x = clustered(9000, seed=6)
+    q = text_like(x, 100)
+    params = IndexParams(exact_max=1000, nprobe=16, memory_budget=300 << 10)
+    assert ladder.choose(9000, 128, params).hnsw
+    lib = fill(tmp_path, x)
+    with lib.write_lock():
+        lib.ann.save(params)
+    index = lib.ann.current(params)
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index.index).quantizer)
+    assert isinstance(quantizer, faiss.IndexFlatIP) and index.ntotal == 9000
+    _, want = lib.ann.current(IndexParams(exact_max=10**6)).search(q, 10)
+    assert recall(want, index.search(q, 10)[1]) >= 0.95
     lib.close()
