@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from imgsearch import lazy
+from imgsearch.ladder import Rung, choose, describe
 from imgsearch.library import OK, wrap_db_error
 from imgsearch.vectors import IndexParams, VectorIndex
 
@@ -16,12 +17,14 @@ if TYPE_CHECKING:
     import sqlite3
 
     import numpy as np
+    import numpy.typing as npt
 
     from imgsearch.library import Library
 else:
     np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
 
 log = logging.getLogger(__name__)
+ADD_CHUNK = 65536  # vectors read and added at a time (fp32: 128 MB at 512-d)
 
 
 class DerivedIndex:
@@ -48,7 +51,7 @@ class DerivedIndex:
 
     def _keep(self, gen: int, params: IndexParams, index: VectorIndex) -> VectorIndex:
         """Cache the index of generation `gen`; an IVF index re-ranks with vectors from here."""
-        if index.kind == "ivf":
+        if index.kind != "flat":
             index.fetch = self.library.vectors_for_ids
         self._cache = (gen, params, index)
         return index
@@ -61,8 +64,8 @@ class DerivedIndex:
             meta = self.library.meta(cur)
             gen = int(meta.get("generation", "0"))
             name = meta.get("faiss_file")
-            n = self.library.count()
-            wanted = "ivf" if n > params.exact_max else "flat"
+            n = self.library.vector_count(cur)
+            wanted = choose(n, int(meta.get("dim", "0") or 0), params).kind
             current = name and meta.get("faiss_generation") == str(gen)
             on_disk = bool(name) and (self.library.path / name).is_file()
             if current and meta.get("faiss_kind") == wanted and on_disk:
@@ -76,6 +79,7 @@ class DerivedIndex:
             self.library.set_meta_in(
                 conn, faiss_file=name, faiss_generation=gen, faiss_count=index.ntotal,
                 faiss_kind=index.kind, faiss_trained=index.trained_n or "",
+                faiss_key=describe(index),
             )  # fmt: skip
         vectors.remove_stale_files(self.library.path, keep=name)
         self._keep(gen, params, index)
@@ -92,13 +96,16 @@ class DerivedIndex:
         a fresh build (k-means for IVF)."""
         from imgsearch import vectors
 
-        n = self.library.count() if n is None else n
-        if n <= params.exact_max:
-            dim = int(meta.get("dim", "0") or 0)
+        n = self.library.vector_count(cur) if n is None else n
+        dim = int(meta.get("dim", "0") or 0)
+        rung = choose(n, dim, params)
+        if rung.kind == "flat":
             return vectors.build(self.library.vectors(cur), dim=dim, params=params, total=n)
-        updated = self._update_saved(cur, meta, params, n)
+        updated = self._update_saved(cur, meta, params, n, rung.kind)
         if updated is not None:
             return updated
+        if rung.kind == "ivfpq":
+            return self._build_ivfpq(cur, dim, n, rung, params)
         # Two passes, so memory holds the k-means sample and the 8-bit codes, never every float
         # vector (building a 100k library: peak RSS 709 MB holding them all, 418 MB like this).
         ok = cur.execute("SELECT id FROM images WHERE status = ? ORDER BY id", (OK,)).fetchall()
@@ -114,19 +121,52 @@ class DerivedIndex:
         vectors.update(index, np.empty(0, np.int64), self.library.vectors(cur, batch=8192))
         return index
 
+    def _build_ivfpq(
+        self, cur: sqlite3.Cursor, dim: int, n: int, rung: Rung, params: IndexParams
+    ) -> VectorIndex:
+        """IVF-PQ in bounded memory: k-means and codebooks on a sample read by id, then every
+        vector added in chunks straight from storage (RAM: the sample, one chunk, the codes)."""
+        from imgsearch import ladder
+
+        wanted = self._sample_ids(cur, ladder.train_count(n, rung))
+        sample = np.empty((len(wanted), dim), np.float32)
+        filled = 0
+        for _, mat in self.library.vectors(cur, only=wanted):
+            sample[filled : filled + len(mat)] = mat
+            filled += len(mat)
+        log.info("training %s on %d of %d vectors", rung.key, filled, n)
+        index = ladder.trained_ivfpq(sample[:filled], n, rung, params)
+        del sample
+        ladder.add_chunks(index, rung, self.library.vectors(cur, batch=ADD_CHUNK))
+        return index
+
+    @staticmethod
+    def _sample_ids(cur: sqlite3.Cursor, count: int) -> npt.NDArray[np.int64]:
+        """About `count` stored ids drawn uniformly, without listing every id (at 10M a list
+        costs a scan of the whole table): random ids between the smallest and largest, those
+        that exist kept (ids freed by deletes make the sample a little smaller)."""
+        low, high = cur.execute("SELECT min(id), max(id) FROM vectors").fetchone()
+        if low is None:
+            return np.empty(0, np.int64)
+        span = int(high) - int(low) + 1
+        if count >= span:
+            return np.arange(int(low), int(high) + 1, dtype=np.int64)
+        rng = np.random.default_rng(1234)
+        return np.sort(rng.choice(span, count, replace=False)).astype(np.int64) + int(low)
+
     def _update_saved(
-        self, cur: sqlite3.Cursor, meta: dict[str, str], params: IndexParams, n: int
+        self, cur: sqlite3.Cursor, meta: dict[str, str], params: IndexParams, n: int, kind: str
     ) -> VectorIndex | None:
         from imgsearch import vectors
 
         name, base = meta.get("faiss_file"), meta.get("faiss_generation")
         trained = int(meta.get("faiss_trained", "") or 0)
-        if not name or base is None or meta.get("faiss_kind") != "ivf" or n > 2 * trained:
+        if not name or base is None or meta.get("faiss_kind") != kind or n > 2 * trained:
             return None
         raw = vectors.read(self.library.path / name, mmap=False)
-        if raw is None or vectors.kind_of(raw) != "ivf" or str(raw.d) != meta.get("dim"):
+        if raw is None or vectors.kind_of(raw) != kind or str(raw.d) != meta.get("dim"):
             return None
-        index = vectors.VectorIndex(raw, "ivf", params, trained_n=trained)
+        index = vectors.VectorIndex(raw, kind, params, trained_n=trained)
         ok = cur.execute("SELECT id FROM images WHERE status = ?", (OK,)).fetchall()
         ok_ids = np.fromiter((r[0] for r in ok), dtype=np.int64, count=len(ok))
         changed = cur.execute(

@@ -46,6 +46,9 @@ class Settings:
     exact_search_max: int
     ivf_nprobe: int
     ivf_rerank: int
+    memory_budget: str
+    pq_rerank: int
+    vector_precision: str
     thumbnail_cache_mb: int
     upload_max_mb: int
 
@@ -63,6 +66,20 @@ TEMPLATE_MODES = ("none", "photo", "ensemble")
 DECODE_MODES = ("auto", "cpu", "gpu")
 RUNTIMES = ("auto", "torch", "onnx")
 ONNX_PRECISIONS = ("fp32", "int8")
+VECTOR_PRECISIONS = ("float32", "float16")
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as "4GB", "512 MB" or "1e9" (binary units: 1 GB = 2**30 bytes)."""
+    import re
+
+    found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([KMGT]?B?)\s*", text, re.I)
+    if not found:
+        raise ValueError(f"not a size such as 4GB or 512MB: {text!r}")
+    unit = found.group(2).upper()
+    unit = unit if unit.endswith("B") or not unit else unit + "B"
+    return int(float(found.group(1)) * _SIZE_UNITS[unit])
 
 
 def packaged_config_path() -> Path:
@@ -184,6 +201,7 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
         "max_pixels",
         "ivf_nprobe",
         "ivf_rerank",
+        "pq_rerank",
         "exact_search_max",
         "thumbnail_cache_mb",
         "upload_max_mb",
@@ -196,6 +214,16 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
         check_cutoff(values["cutoff"])
     except QueryError as exc:
         raise fail("cutoff", str(exc)) from None
+    try:
+        if parse_size(values["memory_budget"]) < 64 << 10:
+            raise fail("memory_budget", f"must be at least 64KB, got {values['memory_budget']!r}")
+    except ValueError as exc:
+        raise fail("memory_budget", f"must be a size such as 4GB or 512MB ({exc})") from None
+    if values["vector_precision"] not in VECTOR_PRECISIONS:
+        raise fail(
+            "vector_precision",
+            f"must be one of {', '.join(VECTOR_PRECISIONS)}, got {values['vector_precision']!r}",
+        )
     if values["workers"] < 0:
         raise fail("workers", f"must be 0 (auto) or more, got {values['workers']}")
     if values["decode"] not in DECODE_MODES:

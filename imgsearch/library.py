@@ -1,7 +1,8 @@
 """The library: SQLite (source of truth) plus the derived FAISS file; the only writer of storage.
 
-A library is a folder: `library.db` (SQLite, WAL), `vectors-<generation>.faiss` (derived index),
-`write.lock` (held by the one process that may write) and `text-encoder/` (ONNX text model).
+A library is a folder: `library.db` (SQLite, WAL; vectors in a table of their own),
+`vectors-<generation>.faiss` (derived index), `write.lock` (held by the one process that may
+write) and `text-encoder/` (ONNX text model).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ TEXT_ENCODER_DIR = "text-encoder"
 SCHEMA_HEAD = "0008"
 
 OK, ERROR = "ok", "error"
+# meta.vector_format -> how a stored vector BLOB is encoded (absent: float32, as before 0007)
+VECTOR_FORMATS: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float16": np.float16}
 log = logging.getLogger(__name__)
 
 
@@ -174,8 +177,8 @@ def meta_columns(path: str, meta: PhotoMeta | None) -> dict[str, Any]:
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout = 30000")
-    # Takes effect only while the database is still empty (creation). A row carries a 2 KiB
-    # vector: 4 KiB pages hold one row each, half empty; 16 KiB pages hold seven (the
+    # Takes effect only while the database is still empty (creation). A `vectors` row is a 1-2
+    # KiB BLOB: 4 KiB pages hold one row each, half empty; 16 KiB pages hold seven (the
     # benchmark's 100k library: 403 MB with 4 KiB pages, 235 MB with 16 KiB).
     cur.execute("PRAGMA page_size = 16384")
     # A read-only folder cannot set up WAL; reads still work.
@@ -185,12 +188,23 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None
     cur.close()
 
 
+def vector_dtype(meta: dict[str, str]) -> type[np.floating[Any]]:
+    """The numpy type of this library's stored vectors (`meta.vector_format`)."""
+    return VECTOR_FORMATS[meta.get("vector_format") or "float32"]
+
+
+def decode(blob: bytes, dtype: type[np.floating[Any]]) -> npt.NDArray[np.float32]:
+    """One stored BLOB as a float32 vector (a copy)."""
+    return np.frombuffer(blob, dtype=dtype).astype(np.float32)
+
+
 def _chunk(
-    rows: Sequence[tuple[int, bytes]], dim: int
+    rows: Sequence[tuple[int, bytes]], dim: int, dtype: type[np.floating[Any]] = np.float32
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """(ids, vectors) from (id, blob) rows."""
+    """(ids, float32 vectors) from (id, blob) rows."""
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+    mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).reshape(-1, dim)
+    return ids, mat if dtype is np.float32 else mat.astype(np.float32)
 
 
 def _filesystem_state(path: Path) -> tuple[bool, bool]:
@@ -461,12 +475,23 @@ class Library:
             f"a new library with --library NEW_FOLDER"
         )
 
-    def set_model_spec(self, spec: ModelSpec) -> None:
+    def set_model_spec(self, spec: ModelSpec, *, precision: str | None = None) -> None:
+        """Record the library's model; `precision` (the `vector_precision` setting) fixes how
+        vectors are stored while none is stored yet (an existing library keeps its own)."""
         self.check_model(spec)
+        meta = self.meta()
         with self._writing() as conn:
-            if "created_at" not in self.meta():
+            if "created_at" not in meta:
                 self._set_meta(conn, created_at=now())
             self._set_meta(conn, model=spec.to_json(), dim=spec.dim, updated_at=now())
+            empty = conn.exec_driver_sql("SELECT 1 FROM vectors LIMIT 1").first() is None
+            if precision is not None and "vector_format" not in meta and empty:
+                if precision not in VECTOR_FORMATS:
+                    raise LibraryError(
+                        f"vector precision {precision!r} is not one of "
+                        f"{', '.join(VECTOR_FORMATS)}; fix the vector_precision setting"
+                    )
+                self._set_meta(conn, vector_format=precision)
 
     def generation(self) -> int:
         """Bumped by every write that changes which vectors exist; the FAISS file records it."""
@@ -512,6 +537,16 @@ class Library:
                 "SELECT count(*) FROM images WHERE status = ?", (status,)
             ).fetchone()[0]
 
+    def vector_count(self, cur: sqlite3.Cursor | None = None) -> int:
+        """Stored vectors (= 'ok' images), from the counter the triggers keep: O(1) at 10M."""
+        if cur is None:
+            with self._snapshot() as c:
+                return self.vector_count(c)
+        row = cur.execute("SELECT value FROM meta WHERE key = 'vector_count'").fetchone()
+        if row is not None:
+            return int(row[0])
+        return int(cur.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
     def vectors(
         self,
         cur: sqlite3.Cursor | None = None,
@@ -524,29 +559,34 @@ class Library:
             with self._snapshot() as c:
                 yield from self.vectors(c, batch=batch, only=only)
             return
-        dim = int(self.meta(cur).get("dim", "0") or 0)
+        meta = self.meta(cur)
+        dim, dtype = int(meta.get("dim", "0") or 0), vector_dtype(meta)
+        # `vectors` holds a row exactly for each 'ok' image (migration 0007's triggers)
         if only is not None:
             for start in range(0, len(only), 900):
                 part = [int(i) for i in only[start : start + 900]]
                 rows = cur.execute(
-                    f"SELECT id, vector FROM images WHERE status = ? "
-                    f"AND id IN ({','.join('?' * len(part))}) ORDER BY id",
-                    [OK, *part],
+                    f"SELECT id, vector FROM vectors "
+                    f"WHERE id IN ({','.join('?' * len(part))}) ORDER BY id",
+                    part,
                 ).fetchall()
-                yield _chunk(rows, dim)
+                yield _chunk(rows, dim, dtype)
             return
-        rows = cur.execute("SELECT id, vector FROM images WHERE status = ? ORDER BY id", (OK,))
+        rows = cur.execute("SELECT id, vector FROM vectors ORDER BY id")
         while chunk := rows.fetchmany(batch):
-            yield _chunk(chunk, dim)
+            yield _chunk(chunk, dim, dtype)
 
     def vector_for_path(self, path: str) -> tuple[int, npt.NDArray[np.float32]] | None:
         with self._snapshot() as cur:
             row = cur.execute(
-                "SELECT id, vector FROM images WHERE path = ? AND status = ?", (to_key(path), OK)
+                "SELECT images.id, vectors.vector FROM images JOIN vectors USING (id) "
+                "WHERE images.path = ? AND images.status = ?",
+                (to_key(path), OK),
             ).fetchone()
+            dtype = vector_dtype(self.meta(cur))
         if row is None:
             return None
-        return row[0], np.frombuffer(row[1], dtype=np.float32).copy()
+        return row[0], decode(row[1], dtype)
 
     def info(self, ids: Iterable[int]) -> dict[int, ImageInfo]:
         """Metadata of the ids that exist (inside `reading()`, of the same state as the index)."""
@@ -632,17 +672,19 @@ class Library:
         wanted = sorted(set(keys))
         found: dict[tuple[int, str], list[StoredCopy]] = {}
         with self._snapshot() as cur:
+            dtype = vector_dtype(self.meta(cur))
             for start in range(0, len(wanted), 400):
                 part = set(wanted[start : start + 400])
                 marks = ",".join("?" * len(part))
                 rows = cur.execute(
-                    f"SELECT id, path, size, fingerprint, content_hash, vector FROM images "
+                    f"SELECT images.id, path, size, fingerprint, content_hash, vectors.vector "
+                    f"FROM images JOIN vectors USING (id) "
                     f"WHERE status = ? AND fingerprint IN ({marks})",
                     [OK, *(fp for _, fp in part)],
                 ).fetchall()
                 for rid, key, size, fp, chash, blob in rows:
                     if (size, fp) in part:
-                        vec = np.frombuffer(blob, dtype=np.float32).copy()
+                        vec = decode(blob, dtype)
                         found.setdefault((size, fp), []).append(
                             StoredCopy(rid, from_key(key), chash, vec)
                         )
@@ -687,8 +729,9 @@ class Library:
     def store(self, done: Sequence[ImageRecord], failed: Sequence[FailedRecord]) -> None:
         """Write one batch in one transaction: a killed run keeps every batch stored before it.
 
-        One upsert per batch (a changed file keeps its row id); `vector_gen` marks the vectors
-        written here so the FAISS index can be updated instead of rebuilt.
+        One upsert per batch (a changed file keeps its row id), then its vectors by id in
+        `vectors`; `vector_gen` marks the vectors written here so the FAISS index can be
+        updated instead of rebuilt. A failed file loses its vector (a trigger).
         """
         if not done and not failed:
             return
@@ -699,13 +742,14 @@ class Library:
         stamp = now()
         with self._writing() as conn:
             gen = self._bump(conn)
+            fmt = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'vector_format'")
+            dtype = VECTOR_FORMATS[fmt.scalar() or "float32"]
             rows = [
                 dict(
                     path=to_key(rec.path), size=rec.size, mtime_ns=rec.mtime_ns,
                     fingerprint=rec.fingerprint, width=rec.width, height=rec.height,
-                    taken_at=rec.taken_at, status=OK, error=None,
-                    vector=np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes(),
-                    indexed_at=stamp, vector_gen=gen, root_id=rec.root_id,
+                    taken_at=rec.taken_at, status=OK, error=None, indexed_at=stamp,
+                    vector_gen=gen, root_id=rec.root_id,
                     content_hash=rec.content_hash, **meta_columns(rec.path, rec.meta),
                     phash=rec.phash,
                 )
@@ -714,7 +758,7 @@ class Library:
                 dict(
                     path=to_key(fail.path), size=fail.size, mtime_ns=fail.mtime_ns,
                     fingerprint=None, width=None, height=None, taken_at=None, status=ERROR,
-                    error=fail.reason, vector=None, indexed_at=stamp, vector_gen=None,
+                    error=fail.reason, indexed_at=stamp, vector_gen=None,
                     root_id=fail.root_id, content_hash=None, **meta_columns(fail.path, None),
                     phash=None,
                 )
@@ -726,6 +770,31 @@ class Library:
                 index_elements=[images.c.path], set_={c: stmt.excluded[c] for c in columns}
             )
             conn.execute(stmt, rows)
+            if done:
+                self._store_vectors(conn, done, dtype)
+
+    @staticmethod
+    def _store_vectors(
+        conn: sa.Connection, done: Sequence[ImageRecord], dtype: type[np.floating[Any]]
+    ) -> None:
+        """The vectors of rows just upserted, by their ids (looked up by path)."""
+        keys = [to_key(rec.path) for rec in done]
+        ids: dict[bytes, int] = {}
+        for start in range(0, len(keys), 900):
+            part = keys[start : start + 900]
+            found = conn.exec_driver_sql(
+                f"SELECT path, id FROM images WHERE path IN ({','.join('?' * len(part))})",
+                tuple(part),
+            )
+            ids.update((bytes(p), int(i)) for p, i in found)
+        conn.exec_driver_sql(  # an upsert, not REPLACE: the count triggers see an UPDATE
+            "INSERT INTO vectors (id, vector) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET vector = excluded.vector",
+            [
+                (ids[key], np.ascontiguousarray(rec.vector, dtype=dtype).tobytes())
+                for key, rec in zip(keys, done)
+            ],
+        )
 
     def move(self, moves: Sequence[tuple[int, str, int, int, int | None]]) -> None:
         """Re-point rows (id, new_path, size, mtime_ns, root_id) at their new paths, keeping

@@ -21,9 +21,8 @@ images = sa.Table(
     sa.Column("taken_at", sa.Text),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("error", sa.Text),
-    sa.Column("vector", sa.LargeBinary),
     sa.Column("indexed_at", sa.Text, nullable=False),
-    sa.Column("vector_gen", sa.Integer),  # generation of the write that set `vector`
+    sa.Column("vector_gen", sa.Integer),  # generation of the write that set the vector
     sa.Column("root_id", sa.Integer),  # the root that owns the row (None: a file given alone)
     sa.Column("content_hash", sa.Text),  # full-content hash, when a copy had to be confirmed
     # photo metadata (0005): filters and facets
@@ -39,6 +38,13 @@ images = sa.Table(
     sa.Column("folder", sa.LargeBinary),  # os.fsencode(dirname)
     sa.Column("meta_version", sa.Integer),
     sa.Column("phash", sa.LargeBinary),  # 0008: photohash.pack(PHash), 8 bytes a hash
+)
+# 0007: the vectors of the 'ok' images (triggers drop a row with its image or when it fails)
+vectors = sa.Table(
+    "vectors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # = images.id
+    sa.Column("vector", sa.LargeBinary, nullable=False),  # meta.vector_format, (dim,)
 )
 roots = sa.Table(
     "roots",

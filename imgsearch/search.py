@@ -496,14 +496,14 @@ def typed_filters(**values: Any) -> tuple[Filter, ...]:
 
 
 def _strategy(index: Any, allowed: npt.NDArray[np.int64] | None) -> str:
-    if index.kind != "ivf":
+    if index.kind == "flat":
         return "exact"
     if allowed is None:
-        return "ivf"
+        return index.kind  # "ivf" (IVF-SQ8) or "ivfpq"
     from imgsearch.vectors import EXACT_SUBSET
 
     small = len(allowed) <= min(index.params.exact_max, EXACT_SUBSET)
-    return "exact-subset" if small else "ivf-filtered"
+    return "exact-subset" if small else f"{index.kind}-filtered"
 
 
 def _hit(info: ImageInfo, score: float | None) -> Hit:

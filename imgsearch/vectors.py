@@ -48,10 +48,17 @@ class IndexParams:
     exact_max: int = 30_000
     nprobe: int = 64
     rerank: int = 4
+    memory_budget: int = 4 << 30  # bytes the index may take (imgsearch/ladder.py)
+    pq_rerank: int = 32
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexParams:
-        return cls(settings.exact_search_max, settings.ivf_nprobe, settings.ivf_rerank)
+        from imgsearch.config import parse_size
+
+        return cls(
+            settings.exact_search_max, settings.ivf_nprobe, settings.ivf_rerank,
+            parse_size(settings.memory_budget), settings.pq_rerank,
+        )  # fmt: skip
 
 
 def nlist_for(n: int) -> int:
@@ -73,8 +80,8 @@ class VectorIndex:
     `allowed` set exactly. Without it, IVF scores are the 8-bit approximations.
     """
 
-    index: Any  # faiss.IndexIDMap2 (flat) or faiss.IndexIVFScalarQuantizer
-    kind: str  # "flat" (exact) or "ivf" (approximate)
+    index: Any  # faiss.IndexIDMap2 (flat), IndexIVFScalarQuantizer or IndexIVFPQ
+    kind: str  # "flat" (exact), "ivf" (IVF-SQ8) or "ivfpq" (approximate; imgsearch/ladder.py)
     params: IndexParams = IndexParams()
     fetch: Fetch | None = None
     trained_n: int | None = None  # IVF: the library size its k-means was trained for
@@ -96,7 +103,7 @@ class VectorIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return _empty(q.shape[0], k)
-        approximate = self.kind == "ivf"
+        approximate = self.kind != "flat"
         small = allowed is not None and len(allowed) <= min(self.params.exact_max, EXACT_SUBSET)
         if approximate and small and self.fetch is not None:  # exact is faster here, and exact
             return _exact_among(q, k, *self.fetch(np.asarray(allowed, dtype=np.int64)))
@@ -105,11 +112,12 @@ class VectorIndex:
             selector, keep = _selector(np.asarray(allowed, dtype=np.int64))
         wanted = k
         if approximate:
-            wanted = min(self.ntotal, k * max(1, self.params.rerank)) if self.fetch else k
-            params: Any = faiss.SearchParametersIVF(
-                sel=selector,
-                nprobe=_filtered_nprobe(self, None if allowed is None else len(allowed)),
-            )
+            from imgsearch.ladder import search_params
+
+            times = self.params.pq_rerank if self.kind == "ivfpq" else self.params.rerank
+            wanted = min(self.ntotal, k * max(1, times)) if self.fetch else k
+            nprobe = _filtered_nprobe(self, None if allowed is None else len(allowed))
+            params: Any = search_params(self, selector, nprobe)
         else:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
         if q.shape[0] == 1:
@@ -203,14 +211,14 @@ def _exact_among(
 
 
 def kind_of(index: Any) -> str:
-    """'ivf' or 'flat' (an IndexIDMap2 around IndexFlatIP, or an older HNSW file)."""
+    """'ivfpq', 'ivf' or 'flat' (an IndexIDMap2 around IndexFlatIP, or an older HNSW file)."""
     import faiss
 
     try:
-        faiss.extract_index_ivf(index)
+        ivf = faiss.extract_index_ivf(index)
     except (RuntimeError, TypeError):
         return "flat"
-    return "ivf"
+    return "ivfpq" if isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ) else "ivf"
 
 
 def build(
@@ -288,7 +296,7 @@ def ids_of(index: VectorIndex) -> npt.NDArray[np.int64]:
     """Every id in the index (unordered)."""
     import faiss
 
-    if index.kind != "ivf":
+    if index.kind == "flat":
         return faiss.vector_to_array(index.index.id_map).astype(np.int64, copy=False)
     ivf = faiss.extract_index_ivf(index.index)
     lists = ivf.invlists
@@ -300,6 +308,25 @@ def ids_of(index: VectorIndex) -> npt.NDArray[np.int64]:
             parts.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64))  # a copy
             lists.release_ids(number, ptr)
     return np.concatenate(parts)
+
+
+def holds(index: VectorIndex, row_id: int, vector: npt.NDArray[np.float32]) -> bool:
+    """Whether an IVF index holds `row_id`: first in the list its vector is assigned to (one
+    list read), else in all of them (every id: 80 MB at 10M)."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index.index)
+    _, lists = ivf.quantizer.search(vector.reshape(1, -1), 1)
+    number = int(lists[0, 0])
+    if number >= 0:
+        size = ivf.invlists.list_size(number)
+        if size:
+            ptr = ivf.invlists.get_ids(number)
+            found = row_id in faiss.rev_swig_ptr(ptr, size)
+            ivf.invlists.release_ids(number, ptr)
+            if found:
+                return True
+    return bool(np.isin(row_id, ids_of(index)))
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -350,13 +377,16 @@ def remove_stale_files(folder: Path, keep: str) -> None:
             entry.unlink(missing_ok=True)
 
 
-def read(path: Path, *, mmap: bool) -> Any | None:
-    """The index in `path` (flat in an IndexIDMap2, or IVF), or None (logged) if unreadable."""
+def read(path: Path, *, mmap: bool, ondisk: bool = False) -> Any | None:
+    """The index in `path` (flat in an IndexIDMap2, or IVF), or None (logged) if unreadable.
+    `ondisk` (the IVF-PQ rung): its inverted lists stay in the file, read through
+    OnDiskInvertedLists (IO_FLAG_MMAP), so a query process holds only the pages it touches."""
     import faiss
 
     try:
         # mmap: a big index opens in milliseconds instead of being copied into memory
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+        flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) if ondisk else 0
+        index = faiss.read_index(str(path), flags or (faiss.IO_FLAG_MMAP_IFC if mmap else 0))
     except (RuntimeError, OSError) as exc:
         log.warning("FAISS file %s unreadable (%s); rebuilding from SQLite", path, exc)
         return None
@@ -368,14 +398,16 @@ def load(
     folder: Path, meta: dict[str, str], cur: sqlite3.Cursor, params: IndexParams
 ) -> VectorIndex | None:
     """The saved index if it matches SQLite (generation, count, spot-checked rows), else None."""
+    from imgsearch.library import decode, vector_dtype
+
     name = meta.get("faiss_file")
     if not name or meta.get("faiss_generation") != meta.get("generation", "0"):
         return None
     path = folder / name
-    index = read(path, mmap=True)
+    index = read(path, mmap=True, ondisk=meta.get("faiss_kind") == "ivfpq")
     if index is None:
         return None
-    count = cur.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
+    count = int(meta.get("vector_count") or 0)  # = the 'ok' images (0007's triggers)
     if index.ntotal != count or str(index.ntotal) != meta.get("faiss_count"):
         log.warning(
             "FAISS file %s has %d vectors, SQLite %d; rebuilding", path, index.ntotal, count
@@ -384,18 +416,22 @@ def load(
     trained = int(meta.get("faiss_trained", "") or 0) or None
     found = VectorIndex(index, kind_of(index), params, trained_n=trained)
     # Spot-check three stored rows (first, last, one at random) against the file: the exact
-    # vector for a flat index, the id's presence for IVF (its 8-bit codes are approximations).
-    offsets = sorted({0, count - 1, random.randrange(count)}) if count else []
+    # vector for a flat index, the id's presence for IVF (its codes are approximations). Found
+    # by id, not OFFSET: at 10M an offset walks gigabytes.
+    low, high = cur.execute("SELECT min(id), max(id) FROM vectors").fetchone()
+    picks = sorted({low, high, random.randint(low, high)}) if count else []
     spots = [
         cur.execute(
-            "SELECT id, vector FROM images WHERE status = 'ok' ORDER BY id LIMIT 1 OFFSET ?",
-            (offset,),
+            "SELECT id, vector FROM vectors WHERE id >= ? ORDER BY id LIMIT 1", (pick,)
         ).fetchone()
-        for offset in offsets
+        for pick in picks
     ]
-    if found.kind == "ivf":
-        missing = np.setdiff1d([row_id for row_id, _ in spots], ids_of(found))
-        if len(missing):
+    if found.kind != "flat":
+        dtype = vector_dtype(meta)
+        missing = [
+            row_id for row_id, blob in spots if not holds(found, row_id, decode(blob, dtype))
+        ]
+        if missing:
             log.warning("FAISS file %s lacks id %d; rebuilding", path, missing[0])
             return None
         return found
@@ -404,7 +440,7 @@ def load(
             stored = index.reconstruct(int(row_id))
         except RuntimeError:
             return None
-        if not np.allclose(stored, np.frombuffer(blob, dtype=np.float32), atol=1e-6):
+        if not np.allclose(stored, decode(blob, vector_dtype(meta)), atol=1e-6):
             log.warning("FAISS file %s disagrees with SQLite for id %d; rebuilding", path, row_id)
             return None
     return found

@@ -621,7 +621,7 @@ def _load_and_decode(
     try:
         encoder = load_encoder()
         if stored is None:
-            library.set_model_spec(encoder.spec)
+            library.set_model_spec(encoder.spec, precision=settings.vector_precision)
         else:
             library.check_model(encoder.spec)
         on_device = device_decoder(settings, encoder)

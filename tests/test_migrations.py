@@ -96,3 +96,98 @@ def test_tag_and_album_tables_from_0006(tmp_path):
     con = sqlite3.connect(tmp_path / DB_NAME)
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"tag_sets", "tags", "albums", "album_examples", "album_members"} <= tables
+
+
+def _library_at_0006(folder, vectors_f32, failed_paths=()):
+    """A library as revision 0006 left it: vectors inside the images rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(f"sqlite:///{folder / DB_NAME}")
+    with engine.begin() as conn:
+        migrate.upgrade(conn, "0006")
+        for i, vec in enumerate(vectors_f32):
+            conn.exec_driver_sql(
+                "INSERT INTO images (id, path, size, mtime_ns, fingerprint, status, vector, "
+                "indexed_at, vector_gen) VALUES (?, ?, 10, 5, 'abc', 'ok', ?, '2026-01-01', 1)",
+                (i + 1, f"/p/{i:04d}.jpg".encode(), vec.tobytes()),
+            )
+        for path in failed_paths:
+            conn.exec_driver_sql(
+                "INSERT INTO images (path, size, mtime_ns, status, error, indexed_at) "
+                "VALUES (?, 1, 1, 'error', 'bad', '2026-01-01')",
+                (path.encode(),),
+            )
+        conn.exec_driver_sql(
+            "INSERT INTO meta VALUES ('generation', '1'), ('dim', ?)", (vectors_f32.shape[1],)
+        )
+    engine.dispose()
+
+
+def test_library_at_0006_moves_its_vectors_out_of_the_rows_and_searches_the_same(tmp_path):
+    import numpy as np
+
+    from imgsearch import vectors
+    from imgsearch.vectors import IndexParams
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = rng.normal(size=(20, 32)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    folder = tmp_path / "lib"
+    _library_at_0006(folder, x, failed_paths=["/p/broken.jpg"])
+    # the IVF file the 0006 code saved for it (FAISS knows no SQL: same file at every revision)
+    params = IndexParams(exact_max=1000, nprobe=8, rerank=4)
+    ids = np.arange(1, len(x) + 1, dtype=np.int64)
+    saved = vectors.build([(ids, x)], dim=32, params=params)
+    name = vectors.save(folder, saved, 1)
+    saved.fetch = lambda wanted: (wanted, x[wanted - 1])
+    before = saved.search(q, 10)
+    con = sqlite3.connect(folder / DB_NAME)
+    con.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("faiss_file", name), ("faiss_generation", "1"), ("faiss_count", str(len(x))),
+         ("faiss_kind", "ivf"), ("faiss_trained", str(len(x)))],
+    )  # fmt: skip
+    con.commit()
+    con.close()
+
+    with Library.open(folder) as lib:
+        got_ids, got = lib.vectors_for_ids(ids)
+        assert got_ids.tolist() == ids.tolist()
+        assert np.array_equal(got, x)  # the very bytes, float32 as before
+        index = lib.ann.current(params)
+        assert lib.meta()["faiss_file"] == name  # the saved file is still valid: no rebuild
+        after = index.search(q, 10)
+        exact_lib = lib.ann.current(IndexParams(exact_max=10**6)).search(q, 10)
+    assert np.array_equal(after[1], before[1]) and np.array_equal(after[0], before[0])
+    want = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10] + 1
+    assert np.array_equal(exact_lib[1], want)
+    con = sqlite3.connect(folder / DB_NAME)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == (SCHEMA_HEAD,)
+    assert "vector" not in {r[1] for r in con.execute("PRAGMA table_info(images)")}
+    assert con.execute("SELECT count(*) FROM vectors").fetchone() == (len(x),)  # not the failed
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_vectors_follow_their_images_whoever_deletes_or_fails_them(tmp_path):
+    """The triggers keep `vectors` to exactly the 'ok' images, even for raw SQL writes."""
+    import numpy as np
+
+    _library_at_0006(tmp_path, np.eye(4, 8, dtype=np.float32))
+    Library.open(tmp_path).close()
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    con.execute("DELETE FROM images WHERE id = 1")
+    con.execute("UPDATE images SET status = 'error', error = 'gone bad' WHERE id = 2")
+    con.execute("UPDATE images SET size = 11 WHERE id = 3")
+    con.commit()
+    assert [r[0] for r in con.execute("SELECT id FROM vectors ORDER BY id")] == [3, 4]
+    assert con.execute("SELECT value FROM meta WHERE key = 'vector_count'").fetchone()[0] == "2"
+    con.close()
+    with Library.open(tmp_path) as lib, lib.write_lock():  # a rewrite is no new vector
+        assert lib.vector_count() == 2
+        from imgsearch.library import ImageRecord
+
+        vec = np.eye(1, 8, dtype=np.float32)[0]
+        lib.store([ImageRecord("/p/0003.jpg", 1, 1, "f", 1, 1, None, vec)], [])
+        lib.store([ImageRecord("/p/new.jpg", 1, 1, "g", 1, 1, None, vec)], [])
+        assert lib.vector_count() == 3

@@ -232,10 +232,12 @@ def read_state(library: Path) -> LibraryState | None:
         if not {"images", "meta", "runs"} <= tables:
             return None
         meta = dict(conn.execute("SELECT key, value FROM meta"))
+        dtype = np.float16 if meta.get("vector_format") == "float16" else np.float32
         rows = {
-            os.fsdecode(path): Row(row_id, stamp, np.frombuffer(blob, dtype=np.float32).copy())
+            os.fsdecode(path): Row(row_id, stamp, np.frombuffer(blob, dtype=dtype).astype("f4"))
             for row_id, path, stamp, blob in conn.execute(
-                "SELECT id, path, indexed_at, vector FROM images WHERE status = 'ok'"
+                "SELECT images.id, path, indexed_at, vectors.vector FROM images "
+                "LEFT JOIN vectors USING (id) WHERE status = 'ok'"
             )
         }
         runs = list(conn.execute("SELECT status, added FROM runs ORDER BY id"))
