@@ -24,5 +24,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("images") as batch:
-        batch.drop_column("phash")
+    # plain ALTER TABLE DROP COLUMN (SQLite >= 3.35, as 0007): a batch copy of `images` would
+    # drop the triggers 0007 put on it
+    op.execute("ALTER TABLE images DROP COLUMN phash")
