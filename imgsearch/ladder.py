@@ -23,16 +23,19 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
+from imgsearch import lazy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    import numpy as np
     import numpy.typing as npt
 
     from imgsearch.vectors import IndexParams, VectorIndex
 
     Chunk = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+else:
+    np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
 
 PQ_SIZES = (64, 48, 32, 16, 8)  # bytes per vector, best first (autofaiss's list from 64 down)
 HNSW_FROM = 1024  # lists: assign with an HNSW graph over the centroids above this (autofaiss)

@@ -43,7 +43,7 @@ SCHEMA_HEAD = "0008"
 
 OK, ERROR = "ok", "error"
 # meta.vector_format -> how a stored vector BLOB is encoded (absent: float32, as before 0007)
-VECTOR_FORMATS: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float16": np.float16}
+VECTOR_FORMATS = ("float32", "float16")  # meta.vector_format: the numpy dtype names
 log = logging.getLogger(__name__)
 
 
@@ -190,7 +190,7 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any = None) -> None
 
 def vector_dtype(meta: dict[str, str]) -> type[np.floating[Any]]:
     """The numpy type of this library's stored vectors (`meta.vector_format`)."""
-    return VECTOR_FORMATS[meta.get("vector_format") or "float32"]
+    return getattr(np, meta.get("vector_format") or "float32")
 
 
 def decode(blob: bytes, dtype: type[np.floating[Any]]) -> npt.NDArray[np.float32]:
@@ -199,9 +199,10 @@ def decode(blob: bytes, dtype: type[np.floating[Any]]) -> npt.NDArray[np.float32
 
 
 def _chunk(
-    rows: Sequence[tuple[int, bytes]], dim: int, dtype: type[np.floating[Any]] = np.float32
+    rows: Sequence[tuple[int, bytes]], dim: int, dtype: type[np.floating[Any]] | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """(ids, float32 vectors) from (id, blob) rows."""
+    """(ids, float32 vectors) from (id, blob) rows stored as `dtype` (default float32)."""
+    dtype = dtype or np.float32
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).reshape(-1, dim)
     return ids, mat if dtype is np.float32 else mat.astype(np.float32)
@@ -743,7 +744,7 @@ class Library:
         with self._writing() as conn:
             gen = self._bump(conn)
             fmt = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'vector_format'")
-            dtype = VECTOR_FORMATS[fmt.scalar() or "float32"]
+            dtype = getattr(np, fmt.scalar() or "float32")
             rows = [
                 dict(
                     path=to_key(rec.path), size=rec.size, mtime_ns=rec.mtime_ns,
