@@ -31,7 +31,9 @@ def library_state(library: Path) -> dict[str, dict]:
     """Every stored row by path, read with plain sqlite3: what a user of the library sees."""
     with sqlite3.connect(library / "library.db") as conn:
         conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT * FROM images").fetchall()
+        rows = conn.execute(
+            "SELECT images.*, vectors.vector FROM images LEFT JOIN vectors USING (id)"
+        ).fetchall()
     out = {}
     for row in rows:
         data = dict(row)
