@@ -81,7 +81,10 @@ def ensure_imgsearch_interpreter(venv: Path) -> list[str]:
     if not python.is_file():
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     script = venv / "bin" / "imgsearch"
-    script.write_text(f"#!{python}\nimport sys\nfrom imgsearch.cli import main\nsys.exit(main())\n")
+    script.write_text(  # as pip writes it: the guard matters, decode workers re-import __main__
+        f"#!{python}\nimport sys\nfrom imgsearch.cli import main\n"
+        "if __name__ == '__main__':\n    sys.exit(main())\n"
+    )
     script.chmod(0o755)
     for package in ("imgsearch", "indexer"):
         compileall.compile_dir(str(REPO / package), quiet=1)
