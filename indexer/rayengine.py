@@ -23,18 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.library import Library
 from indexer import shards
-from indexer.shardimport import ShardWriter, finish, import_leftovers
+from indexer.shardimport import ShardWriter
+from indexer.shardimport import embedder as embedder_for
 
 if TYPE_CHECKING:
     from imgsearch.config import Settings
     from imgsearch.encoder import Encoder
-    from indexer.pipeline import IndexResult, Progress
-    from indexer.walk import FileEntry
 
 log = logging.getLogger(__name__)
-SHARD_DIR = "ray-shards"  # under the library unless --shards says where
 INSTALL_HINT = 'the ray engine needs Ray Data: pip install "imgsearch[ray]"  (ray[data], pyarrow)'
 
 
@@ -61,13 +58,6 @@ def import_ray() -> Any:
     except ImportError as exc:
         raise ImgsearchError(f"{INSTALL_HINT} ({exc})") from exc
     return ray
-
-
-def model_key(spec: Any, settings: Settings) -> str:
-    """What a shard's rows depend on: the model (identity, input geometry) and the settings
-    that change its vectors or what is decoded; a leftover shard of other ones is not reused."""
-    used = {k: getattr(settings, k) for k in ("runtime", "device", "onnx_precision", "max_pixels")}
-    return json.dumps({"spec": json.loads(spec.to_json()), "settings": used}, sort_keys=True)
 
 
 class EmbedActor:
@@ -219,43 +209,23 @@ def embedder(options: RayOptions) -> Callable[..., Encoder]:
     """A drop-in for indexer.pipeline's embed stage that embeds on Ray (pipeline.run's
     `embed_all`)."""
 
-    def embed_all(
-        library: Library,
-        work: Sequence[tuple[FileEntry, bool]],
-        settings: Settings,
-        load_encoder: Callable[[], Encoder],
-        model: tuple[str, str] | None,
-        result: IndexResult,
-        skip: Callable[[str, str], None],
-        on_progress: Callable[[Progress], None] | None,
-        owners: dict[str, int | None],
-    ) -> Encoder:
+    def dispatch(
+        units: Sequence[shards.Unit], name: str, weights: str, settings: Settings, key: str,
+        folder: Path, writer: ShardWriter,
+    ) -> None:  # fmt: skip
         ray = import_ray()
-        encoder = load_encoder()  # the driver's copy: checks the library, caches the export
-        if library.model_spec() is None:
-            library.set_model_spec(encoder.spec)
-        else:
-            library.check_model(encoder.spec)
-        spec = encoder.spec
-        name, weights = model or (spec.name, spec.pretrained)
-        key = model_key(spec, settings)
-        folder = Path(options.shard_dir or library.path / SHARD_DIR)
-        writer = ShardWriter(library, work, result, skip, on_progress, owners)
-        rest, leftovers = import_leftovers(writer, work, folder, key)
-        units = shards.plan_units(rest, key, options.shard_size)
-        if units:
-            started = connect(ray, options)
-            try:
-                for unit_key in _run(ray, units, name, weights, settings, key, folder, options):
-                    unit = shards.shard_path(folder, shards.Unit(unit_key, ()))
-                    writer.add(shards.read(unit, unit=unit_key, model=key))
-            finally:
-                if started:
-                    ray.shutdown()
-        finish(folder, [*leftovers, *(shards.shard_path(folder, u) for u in units)])
-        return encoder
+        started = connect(ray, options)
+        try:
+            for unit_key in _run(ray, units, name, weights, settings, key, folder, options):
+                unit = shards.shard_path(folder, shards.Unit(unit_key, ()))
+                writer.add(shards.read(unit, unit=unit_key, model=key))
+        finally:
+            if started:
+                ray.shutdown()
 
-    return embed_all
+    return embedder_for(
+        dispatch, shard_dir=options.shard_dir, shard_size=options.shard_size, check=import_ray
+    )
 
 
 def _run(

@@ -13,13 +13,15 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.library import FailedRecord, ImageRecord, Library
 from indexer import shards
 
 if TYPE_CHECKING:
+    from imgsearch.config import Settings
+    from imgsearch.encoder import Encoder
     from indexer.pipeline import IndexResult, Progress
     from indexer.walk import FileEntry
 
@@ -130,6 +132,56 @@ def import_leftovers(
     return [e for e, _ in work if e.path not in taken], found
 
 
+# An engine's part of a distributed run: embed `units` with the model (name, weights) and the
+# settings, writing their shards into the folder under the run key, and hand each finished
+# shard to the writer.
+Dispatch = Callable[[Sequence[shards.Unit], str, str, "Settings", str, Path, ShardWriter], None]
+
+
+def embedder(
+    dispatch: Dispatch,
+    *,
+    shard_dir: Path | None,
+    shard_size: int,
+    check: Callable[[], object] = lambda: None,
+) -> Callable[..., Any]:
+    """indexer.pipeline.run's `embed_all` for a distributed engine: `check` first (is the engine
+    installed? before the library is touched), then the driver loads the model (checking the
+    library's), imports leftover shards, plans units of the rest, lets `dispatch` embed them,
+    and deletes the shards once imported. Only `check` and `dispatch` differ per engine."""
+
+    def embed_all(
+        library: Library,
+        work: Sequence[tuple[FileEntry, bool]],
+        settings: Settings,
+        load_encoder: Callable[[], Encoder],
+        model: tuple[str, str] | None,
+        result: IndexResult,
+        skip: Callable[[str, str], None],
+        on_progress: Callable[[Progress], None] | None,
+        owners: dict[str, int | None],
+    ) -> Encoder:
+        check()
+        encoder = load_encoder()  # the driver's copy: checks the library, caches the export
+        if library.model_spec() is None:
+            library.set_model_spec(encoder.spec)
+        else:
+            library.check_model(encoder.spec)
+        spec = encoder.spec
+        name, weights = model or (spec.name, spec.pretrained)
+        key = shards.model_key(spec, settings)
+        folder = Path(shard_dir or library.path / shards.SHARD_DIR)
+        writer = ShardWriter(library, work, result, skip, on_progress, owners)
+        rest, leftovers = import_leftovers(writer, work, folder, key)
+        units = shards.plan_units(rest, key, shard_size)
+        if units:
+            dispatch(units, name, weights, settings, key, folder, writer)
+        finish(folder, [*leftovers, *(shards.shard_path(folder, u) for u in units)])
+        return encoder
+
+    return embed_all
+
+
 def finish(folder: Path, paths: Sequence[Path]) -> None:
     """Delete the imported shards (a retry of a finished task may have rewritten one)."""
     for path in paths:
@@ -138,4 +190,4 @@ def finish(folder: Path, paths: Sequence[Path]) -> None:
         folder.rmdir()
 
 
-__all__ = ["ShardWriter", "finish", "import_leftovers"]
+__all__ = ["Dispatch", "ShardWriter", "embedder", "finish", "import_leftovers"]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from imgsearch.decode import Decoded, DecodeFailed
     from indexer.walk import FileEntry
 
+SHARD_DIR = "ray-shards"  # under the library unless the engine's options say where
 LAYOUT = 2  # bump when the columns change: a shard of another layout is never imported
 SUFFIX = ".parquet"
 META_PREFIX = "meta_"  # PhotoMeta fields, one column each
@@ -60,6 +61,13 @@ class ShardRow:
     vector: npt.NDArray[np.float32] | None = None
     meta: PhotoMeta | None = None
     phash: bytes | None = None  # photohash.pack of the decoder's perceptual hash
+
+
+def model_key(spec: Any, settings: Any) -> str:
+    """What a shard's rows depend on: the model (identity, input geometry) and the settings
+    that change its vectors or what is decoded; a leftover shard of other ones is not reused."""
+    used = {k: getattr(settings, k) for k in ("runtime", "device", "onnx_precision", "max_pixels")}
+    return json.dumps({"spec": json.loads(spec.to_json()), "settings": used}, sort_keys=True)
 
 
 def plan_units(entries: Sequence[FileEntry], model: str, size: int) -> list[Unit]:
@@ -187,4 +195,15 @@ def shard_path(folder: Path, unit: Unit) -> Path:
     return folder / f"{unit.key}{SUFFIX}"
 
 
-__all__ = ["LAYOUT", "ShardRow", "Unit", "plan_units", "read", "row_of", "schema", "write"]
+__all__ = [
+    "LAYOUT",
+    "SHARD_DIR",
+    "model_key",
+    "ShardRow",
+    "Unit",
+    "plan_units",
+    "read",
+    "row_of",
+    "schema",
+    "write",
+]

@@ -23,9 +23,6 @@ from indexer import rayengine, shardimport, shards
 if TYPE_CHECKING:
     from imgsearch.config import Settings
     from imgsearch.encoder import Encoder
-    from imgsearch.library import Library
-    from indexer.pipeline import IndexResult, Progress
-    from indexer.walk import FileEntry
 
 INSTALL_HINT = 'the spark engine needs pyspark and pyarrow: pip install "imgsearch[spark]"'
 _ENCODERS: dict[str, rayengine.EmbedActor] = {}  # per Spark Python worker: loaded once
@@ -66,40 +63,18 @@ def embed_units(args: dict[str, Any], units: Iterator[tuple[str, str]]) -> Itera
 def embedder(options: SparkOptions) -> Callable[..., Encoder]:
     """indexer.pipeline.run's `embed_all`, on Spark."""
 
-    def embed_all(
-        library: Library,
-        work: Sequence[tuple[FileEntry, bool]],
-        settings: Settings,
-        load_encoder: Callable[[], Encoder],
-        model: tuple[str, str] | None,
-        result: IndexResult,
-        skip: Callable[[str, str], None],
-        on_progress: Callable[[Progress], None] | None,
-        owners: dict[str, int | None],
-    ) -> Encoder:
-        import_spark()
+    def dispatch(
+        units: Sequence[shards.Unit], name: str, weights: str, settings: Settings, key: str,
+        folder: Path, writer: shardimport.ShardWriter,
+    ) -> None:  # fmt: skip
+        _run(units, writer, folder, key, options, args=dict(
+            name=name, weights=weights, settings=settings, run_key=key,
+            folder=str(folder), threads=1, crash_once=options.crash_once,
+        ))  # fmt: skip
 
-        encoder = load_encoder()
-        if library.model_spec() is None:
-            library.set_model_spec(encoder.spec)
-        else:
-            library.check_model(encoder.spec)
-        spec = encoder.spec
-        name, weights = model or (spec.name, spec.pretrained)
-        key = rayengine.model_key(spec, settings)
-        folder = Path(options.shard_dir or library.path / rayengine.SHARD_DIR)
-        writer = shardimport.ShardWriter(library, work, result, skip, on_progress, owners)
-        rest, leftovers = shardimport.import_leftovers(writer, work, folder, key)
-        units = shards.plan_units(rest, key, options.shard_size)
-        if units:
-            _run(units, writer, folder, key, options, args=dict(
-                name=name, weights=weights, settings=settings, run_key=key,
-                folder=str(folder), threads=1, crash_once=options.crash_once,
-            ))  # fmt: skip
-        shardimport.finish(folder, [*leftovers, *(shards.shard_path(folder, u) for u in units)])
-        return encoder
-
-    return embed_all
+    return shardimport.embedder(
+        dispatch, shard_dir=options.shard_dir, shard_size=options.shard_size, check=import_spark
+    )
 
 
 def _run(
