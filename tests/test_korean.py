@@ -85,7 +85,10 @@ def test_korean_and_english_queries_agree(korean_library):
     ]
     print(f"mean top-{PER_CLASS} overlap Korean vs English: {sum(overlap) / len(overlap):.3f}")
     assert sum(overlap) / len(overlap) >= MIN_PRECISION
-    assert korean["빨간 원"][0] == english["a red circle"][0]
+    # Each class has four near-identical pictures, so which one ranks first is a near tie that
+    # numerics can flip; what a user relies on is that the Korean best hit is among English's.
+    first_in_english = [korean[ko_caption(c, s)][0] in english[caption(c, s)] for c, s in CLASSES]
+    assert all(first_in_english), [c for c, ok in zip(CLASSES, first_in_english) if not ok]
 
 
 def test_korean_and_english_texts_embed_alike(korean_library, isolated_env):
