@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from imgsearch.exactindex import MatrixIndex
     from imgsearch.library import Library
 else:
     np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
@@ -33,6 +34,7 @@ class DerivedIndex:
     def __init__(self, library: Library) -> None:
         self.library = library
         self._cache: tuple[int, IndexParams, VectorIndex] | None = None
+        self._matrix: tuple[int, IndexParams, MatrixIndex] | None = None
 
     def current(self, params: IndexParams) -> VectorIndex:
         """The search index matching SQLite right now: the FAISS file when it is valid, else
@@ -48,6 +50,24 @@ class DerivedIndex:
                 cur, meta, params
             )
         return self._keep(gen, params, index)
+
+    def searchable(self, params: IndexParams) -> VectorIndex | MatrixIndex:
+        """What a query searches: `current`, except that a valid flat-rung file is read and
+        searched with numpy (imgsearch/exactindex.py): a cold query on a small library then
+        never imports FAISS. Callers that need the FAISS object itself use `current`."""
+        from imgsearch import exactindex
+
+        with self.library.snapshot() as cur:
+            meta = self.library.meta(cur)
+            gen = int(meta.get("generation", "0"))
+            if self._matrix and self._matrix[:2] == (gen, params):
+                return self._matrix[2]
+            if self._cache is None or self._cache[:2] != (gen, params):
+                found = exactindex.load(self.library.path, meta, cur, params)
+                if found is not None:
+                    self._matrix = (gen, params, found)
+                    return found
+        return self.current(params)
 
     def _keep(self, gen: int, params: IndexParams, index: VectorIndex) -> VectorIndex:
         """Cache the index of generation `gen`; an IVF index re-ranks with vectors from here."""

@@ -509,6 +509,10 @@ def _progress_bar(quiet: bool) -> _Bar | None:
 # ---- query / similar --------------------------------------------------------------------------
 def _searcher(settings: config_mod.Settings) -> Any:
     """The CLI's Searcher, on settings the command resolved once."""
+    if "numpy" not in sys.modules:
+        # One query is a handful of small products: OpenBLAS's thread pool, started when numpy
+        # loads, only adds to a one-shot process's start (benchmarks/peers.py, cold query).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from imgsearch.search import Searcher
 
     return Searcher(settings.library_path, settings=settings, one_shot=True)

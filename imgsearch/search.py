@@ -269,7 +269,7 @@ class Searcher:
             allowed, matched, left_out = self._allowed(query.filters)
             if allowed is not None and len(allowed) == 0:
                 return SearchResult([], "empty", matched, None, None, left_out)
-            index = self.library.ann.current(IndexParams.from_settings(s))
+            index = self.library.ann.searchable(IndexParams.from_settings(s))
             want = seen + k + 1 + len(excluded)
             if query.cutoff == "auto":
                 want = max(want, seen + CUTOFF_WINDOW)

@@ -394,16 +394,35 @@ def read(path: Path, *, mmap: bool, ondisk: bool = False) -> Any | None:
     return index if isinstance(index, (faiss.IndexIDMap2, faiss.IndexIVF)) else None
 
 
+def spot_rows(cur: sqlite3.Cursor, count: int) -> list[tuple[int, bytes]]:
+    """Three stored (id, blob) rows, the first, the last and one at random, to check a saved
+    index against. Found by id, not OFFSET: at 10M an offset walks gigabytes."""
+    if not count:
+        return []
+    low, high = cur.execute("SELECT min(id), max(id) FROM vectors").fetchone()
+    if low is None:
+        return []
+    picks = sorted({low, high, random.randint(low, high)})
+    sql = "SELECT id, vector FROM vectors WHERE id >= ? ORDER BY id LIMIT 1"
+    return [cur.execute(sql, (pick,)).fetchone() for pick in picks]
+
+
+def file_matches(meta: dict[str, str]) -> bool:
+    """True when the meta names an index file written for SQLite's current generation."""
+    return bool(meta.get("faiss_file")) and meta.get("faiss_generation") == meta.get(
+        "generation", "0"
+    )
+
+
 def load(
     folder: Path, meta: dict[str, str], cur: sqlite3.Cursor, params: IndexParams
 ) -> VectorIndex | None:
     """The saved index if it matches SQLite (generation, count, spot-checked rows), else None."""
     from imgsearch.library import decode, vector_dtype
 
-    name = meta.get("faiss_file")
-    if not name or meta.get("faiss_generation") != meta.get("generation", "0"):
+    if not file_matches(meta):
         return None
-    path = folder / name
+    path = folder / meta["faiss_file"]
     index = read(path, mmap=True, ondisk=meta.get("faiss_kind") == "ivfpq")
     if index is None:
         return None
@@ -415,17 +434,9 @@ def load(
         return None
     trained = int(meta.get("faiss_trained", "") or 0) or None
     found = VectorIndex(index, kind_of(index), params, trained_n=trained)
-    # Spot-check three stored rows (first, last, one at random) against the file: the exact
-    # vector for a flat index, the id's presence for IVF (its codes are approximations). Found
-    # by id, not OFFSET: at 10M an offset walks gigabytes.
-    low, high = cur.execute("SELECT min(id), max(id) FROM vectors").fetchone()
-    picks = sorted({low, high, random.randint(low, high)}) if count else []
-    spots = [
-        cur.execute(
-            "SELECT id, vector FROM vectors WHERE id >= ? ORDER BY id LIMIT 1", (pick,)
-        ).fetchone()
-        for pick in picks
-    ]
+    # Spot-check stored rows against the file: the exact vector for a flat index, the id's
+    # presence for IVF (its codes are approximations).
+    spots = spot_rows(cur, count)
     if found.kind != "flat":
         dtype = vector_dtype(meta)
         missing = [

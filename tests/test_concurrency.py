@@ -181,7 +181,7 @@ def test_a_query_racing_a_write_answers_from_one_state(run, tiny_model, tmp_path
     """A write committed while a query searches (2 photos gone, 2 new) does not leak into that
     query: it answers from the state it started on or the next one, never from a mixture (which
     returns fewer hits than the library held at any time)."""
-    from imgsearch import vectors
+    from imgsearch import exactindex, vectors
 
     photos, library = tmp_path / "photos", tmp_path / "library"
     initial = copy_photos(real_photos(8), photos)
@@ -191,15 +191,19 @@ def test_a_query_racing_a_write_answers_from_one_state(run, tiny_model, tmp_path
         gone.unlink()
     copy_photos(real_photos(2, start=8), photos)
 
-    search = vectors.VectorIndex.search
     writes = []
 
-    def search_while_a_run_commits(self, *args, **kwargs):
-        if not writes:  # the first search: another run commits its changes right now
-            writes.append(summary_counts(run("index", photos, "--library", library).stderr))
-        return search(self, *args, **kwargs)
+    def racing(search):
+        def search_while_a_run_commits(self, *args, **kwargs):
+            if not writes:  # the first search: another run commits its changes right now
+                writes.append(summary_counts(run("index", photos, "--library", library).stderr))
+            return search(self, *args, **kwargs)
 
-    monkeypatch.setattr(vectors.VectorIndex, "search", search_while_a_run_commits)
+        return search_while_a_run_commits
+
+    # a small library's flat file is searched with numpy (MatrixIndex), a bigger one by FAISS
+    for kind in (vectors.VectorIndex, exactindex.MatrixIndex):
+        monkeypatch.setattr(kind, "search", racing(kind.search))
     probe = str(initial[2])
     with Searcher(library) as searcher:
         found = searcher.nearest(before.rows[probe].vector, Query(k=8)).hits
