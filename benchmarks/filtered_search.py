@@ -157,6 +157,13 @@ def measure(
     size = "1m" if n == 1_000_000 else f"{n // 1000}k"
     out: dict[str, Any] = {"n": n, "queries": count, "machine": "vm", "cpu_count": os.cpu_count()}
     with Bench(path, settings=config.resolve()) as searcher:
+        plain = []  # the same queries unfiltered: what a filter adds is measured against it
+        for i in range(count):
+            t0 = time.perf_counter()
+            searcher.search(Query(terms=(Term("text", f"q{i}"),), k=K, min_score=-1.0))
+            plain.append(time.perf_counter() - t0)
+        unfiltered = out[f"unfiltered_search_p50_ms_{size}"] = round(percentiles_ms(plain)[0], 2)
+        print(f"{size} unfiltered: p50 {unfiltered:.1f} ms", flush=True)
         for j, (label, _fraction, day) in enumerate(SELECTIVITIES):
             allowed = days <= j
             truth = exact_truth(base, queries, allowed)

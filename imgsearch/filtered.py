@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from imgsearch.vectors import VectorIndex
 
 Ranked = list[tuple[int, float]]
-POSTFILTER_FROM = 0.25  # selectivity from which candidates are tested instead of ids listed
+POSTFILTER_FROM = 0.3  # selectivity from which candidates are tested instead of ids listed
+POSTFILTER_POWER = 1.0  # lists probed: nprobe / selectivity**POSTFILTER_POWER
 OVERSAMPLE = 1.5  # candidates asked for beyond 1/selectivity x those re-ranked
 WIDENINGS = 3  # post-filter tries (candidates and lists doubled each time)
 
@@ -90,7 +91,7 @@ def _postfiltered(
 
     wanted = want * _reranked(index)
     nlist = faiss.extract_index_ivf(index.index).nlist
-    nprobe = min(nlist, math.ceil(index.params.nprobe / math.sqrt(selectivity)))
+    nprobe = min(nlist, math.ceil(index.params.nprobe / selectivity**POSTFILTER_POWER))
     asked = math.ceil(wanted / selectivity * OVERSAMPLE) + 16
     best = np.empty(0, np.int64)
     for _ in range(WIDENINGS):
