@@ -15,7 +15,19 @@ embedding is replaced by held-out text-like vectors (embedding is measured by qu
 
 Keys: filtered_search_p50_ms_<size>_<sel>, filtered_search_p95_ms_<size>_<sel>,
 filtered_recall10_<size>_<sel>, filtered_strategy_<size>_<sel>; <size> 1m or 100k,
-<sel> 0.01pct ... 100pct.
+<sel> 0.01pct ... 100pct. The p50/p95 keys are the steady state: the 100 queries share one
+filter, whose allowed set `Searcher` caches (as for the pages of a query or the web UI's
+scroll). filtered_search_cold_p50_ms_<size>_<sel> times a filter's first query (the cache
+emptied before each of --cold-queries queries); unfiltered_search_p50_ms_<size> the same queries
+without a filter, the yardstick on a busy machine. load_average_before/load_average: the
+machine's load around the run.
+
+What was tried, and kept or not, is in benchmarks/ANN.md ("Filtered search at 1M, planned by
+selectivity"): post-filtering broad filters (kept from 30%, nprobe / selectivity lists; with
+nprobe / sqrt(selectivity) 100k at 50% fell to recall 0.980), probing only the lists that hold
+allowed ids with nprobe x selectivity^-0.6 of them (kept), the allowed set cached per committed
+state (kept), ids read as one group_concat (kept), a bitmap for membership once ids are listed
+(kept: np.isin against 100k ids cost more than the search).
 """
 
 from __future__ import annotations

@@ -157,42 +157,41 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, h)))
 
 
-def compile_check(filters: Sequence[Filter]) -> None:
-    """Raise QueryError for a bad value, as running the filter would (no SQL)."""
+def sql_of(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+    """(WHERE over `images`, its args) of the filters answered in SQL ("1" when none); a bad
+    value raises QueryError here, before any SQL runs. No status test and no ORDER BY: either
+    makes SQLite read every matching row of the table (a 20k library took 50 ms for 2 matches)
+    instead of the metadata column's covering index; failed rows (few) are removed after."""
+    sql_parts: list[str] = []
+    args: list[Any] = []
     for flt in filters:
+        if flt.key in ("tag", "album"):
+            continue
         if flt.key == "near":
             for value in flt.values:
                 near_box(value)
-        elif flt.key not in ("tag", "album"):
-            for value in flt.values:
-                _condition(flt, value)
-
-
-def compile_filters(
-    library: Library, cur: sqlite3.Cursor, filters: Sequence[Filter]
-) -> tuple[str, list[Any], list[tuple[npt.NDArray[np.int64], bool]]]:
-    """(WHERE over `images`, its args, [(sorted ids, negate)] answered outside SQL: tag:,
-    album:, near:). The WHERE has no status test and no ORDER BY: either makes SQLite read
-    every matching row of the table (a 20k library took 50 ms for 2 matches) instead of the
-    metadata column's covering index; failed rows (few) are removed by the caller."""
-    sql_parts: list[str] = []
-    args: list[Any] = []
-    sets: list[tuple[npt.NDArray[np.int64], bool]] = []
-    for flt in filters:
-        if flt.key in ("tag", "album"):
-            found = np.unique(np.asarray(_provider(flt.key)(library, flt.values), np.int64))
-            sets.append((found, flt.negate))
-            continue
-        if flt.key == "near":
-            near = set().union(*(_near_ids(cur, v) for v in flt.values))
-            sets.append((np.array(sorted(near), dtype=np.int64), flt.negate))
             continue
         conds = [_condition(flt, v) for v in flt.values]
         clause = " OR ".join(f"({c})" for c, _ in conds)
         sql_parts.append(f"NOT coalesce(({clause}), 0)" if flt.negate else f"({clause})")
         for _, a in conds:
             args += a
-    return " AND ".join(sql_parts) or "1", args, sets
+    return " AND ".join(sql_parts) or "1", args
+
+
+def outside_sets(
+    library: Library, cur: sqlite3.Cursor, filters: Sequence[Filter]
+) -> list[tuple[npt.NDArray[np.int64], bool]]:
+    """[(sorted ids, negate)] of the filters answered outside SQL: tag:, album:, near:."""
+    sets: list[tuple[npt.NDArray[np.int64], bool]] = []
+    for flt in filters:
+        if flt.key in ("tag", "album"):
+            found = np.unique(np.asarray(_provider(flt.key)(library, flt.values), np.int64))
+            sets.append((found, flt.negate))
+        elif flt.key == "near":
+            near = set().union(*(_near_ids(cur, v) for v in flt.values))
+            sets.append((np.array(sorted(near), dtype=np.int64), flt.negate))
+    return sets
 
 
 def matching_ids(library: Library, filters: Sequence[Filter]) -> npt.NDArray[np.int64]:

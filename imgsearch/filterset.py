@@ -140,18 +140,31 @@ def _ids(cur: sqlite3.Cursor, where: str, args: Sequence[Any]) -> npt.NDArray[np
     return np.sort(np.fromstring(text, dtype=np.int64, sep=","))
 
 
+def key_of(filters: Sequence[Filter], missing: Sequence[int]) -> Hashable:
+    """What an allowed set depends on besides the library's state: the compiled SQL (folders
+    resolved, bad values raising QueryError on every query, cached or not), the filters
+    answered outside SQL, and the missing roots."""
+    from imgsearch.filters import sql_of
+
+    where, args = sql_of(filters)
+    outside = tuple(f for f in filters if f.key in ("tag", "album", "near"))
+    return where, tuple(args), outside, tuple(missing)
+
+
 def build(
     library: Library, cur: sqlite3.Cursor, filters: Sequence[Filter], missing: Sequence[int]
 ) -> Allowed:
     """The Allowed set of `filters`, leaving out the images of the `missing` root ids."""
-    from imgsearch.filters import compile_filters
+    from imgsearch.filters import outside_sets, sql_of
 
-    where, args, sets = compile_filters(library, cur, filters)
-    positive = tuple(ids for ids, negate in sets if not negate)
-    negative = tuple(ids for ids, negate in sets if negate)
+    where, args = sql_of(filters)
+    sets = outside_sets(library, cur, filters)
     if missing:
         marks = ",".join("?" * len(missing))
-        negative += (_ids(cur, f"root_id IN ({marks})", tuple(missing)),)
+        where = f"({where}) AND (root_id IS NULL OR root_id NOT IN ({marks}))"
+        args = [*args, *missing]
+    positive = tuple(ids for ids, negate in sets if not negate)
+    negative = tuple(ids for ids, negate in sets if negate)
     return Allowed(where, tuple(args), positive, negative, library.vector_count(cur))
 
 

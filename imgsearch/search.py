@@ -306,12 +306,9 @@ class Searcher:
         if not filters and not missing:
             return None, left_out
         gone = tuple(sorted(m.root.id for m in missing))
-        from imgsearch.filters import compile_check
-
-        compile_check(filters)  # bad values fail on every query, cached or not
         allowed = self._filters.get(
             cur,
-            (tuple(filters), gone),
+            filterset.key_of(filters, gone),
             lambda: filterset.build(self.library, cur, filters, gone),
         )
         return allowed, left_out

@@ -328,6 +328,8 @@ def update(
     """In place: drop `remove` ids, then add the chunks (ids must not be present any more)."""
     import faiss
 
+    index.lists = None  # the id -> list map is rebuilt on next need
+
     if len(remove):
         index.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(remove, np.int64)))
     for ids, mat in chunks:

@@ -187,3 +187,40 @@ def test_the_cache_is_bounded_in_entries_and_bytes(library):
         for day in ("2000-01-02", "2000-01-03"):
             s.nearest(x[0], Query(filters=(Filter("before", (day,)),), k=K))
         assert len(s._filters._items) == 1  # the newest stays, however big
+
+
+def test_a_missing_root_is_left_out_of_every_plan(tmp_path):
+    """Half the library lives under a root that is gone: unfiltered and filtered searches
+    (post-filtered, filtered) leave its images out and say so, with exactly k hits."""
+    x = clustered(N, dim=DIM, clusters=40, seed=5)
+    kept, gone = tmp_path / "kept", tmp_path / "gone"
+    kept.mkdir()
+    gone.mkdir()
+    lib = Library.open(tmp_path / "lib", create=True)
+    with lib, lib.write_lock():
+        lib.set_model_spec(SPEC)
+        roots = [lib.add_root(str(kept), None), lib.add_root(str(gone), None)]
+        lib.store(
+            [
+                ImageRecord(f"{(kept, gone)[i % 2]}/{i:05d}.jpg", 1, 0, f"{i}", 1, 1,
+                            f"2000-01-0{1 + (i % 10 == 0)}T00:00:00", x[i], root_id=roots[i % 2])
+                for i in range(N)
+            ],
+            [],
+        )  # fmt: skip
+        lib.ann.save(IndexParams(exact_max=500))
+    gone.rmdir()
+    present = np.arange(N) % 2 == 0
+    early = np.arange(N) % 10 != 0  # day 1
+    with _searcher(tmp_path / "lib") as s:
+        for q in text_like(x, 3, seed=13):
+            plain = s.nearest(q, Query(k=K))
+            assert plain.strategy == "ivf-postfiltered" and plain.matched is None
+            assert [p for p, _, _ in plain.left_out] == [str(gone)]
+            assert _ids(plain) == _brute(x, q, present, K)
+            broad = s.nearest(q, Query(filters=(Filter("before", ("2000-01-02",)),), k=K))
+            assert broad.matched == int((present & early).sum())
+            assert _ids(broad) == _brute(x, q, present & early, K)
+            narrow = s.nearest(q, Query(filters=(Filter("after", ("2000-01-02",)),), k=K))
+            assert narrow.strategy == "ivf-filtered"
+            assert _ids(narrow) == _brute(x, q, present & ~early, K)
