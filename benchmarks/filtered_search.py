@@ -170,6 +170,8 @@ def measure(
     out: dict[str, Any] = {"n": n, "queries": count, "machine": "vm", "cpu_count": os.cpu_count()}
     with Bench(path, settings=config.resolve()) as searcher:
         plain = []  # the same queries unfiltered: what a filter adds is measured against it
+        for i in range(3):  # warm-up, as for each selectivity below
+            searcher.search(Query(terms=(Term("text", f"q{i}"),), k=K, min_score=-1.0))
         for i in range(count):
             t0 = time.perf_counter()
             searcher.search(Query(terms=(Term("text", f"q{i}"),), k=K, min_score=-1.0))
