@@ -34,7 +34,7 @@ NOT_OK = "(status < 'ok' OR status > 'ok')"  # the status index (a != test is a 
 @dataclass
 class Allowed:
     """The ids that pass `where` (SQL over `images`), are in every `positive` set and in no
-    `negative` set (tags, albums, near:, missing roots), among the library's indexed images.
+    `negative` set (tag:, album:, near:), among the library's indexed images.
     `count`, `ids` and `bitmap` are computed on first need and kept (see module docstring)."""
 
     where: str
@@ -45,7 +45,7 @@ class Allowed:
     _count: int | None = None
     _ids: npt.NDArray[np.int64] | None = None
     _bitmap: npt.NDArray[np.uint8] | None = None
-    lists: dict[int, Any] = field(default_factory=dict)  # id(index) -> (index, list bitmap)
+    lists: dict[int, Any] = field(default_factory=dict)  # id(index) -> (index, bits, count)
 
     @property
     def nbytes(self) -> int:

@@ -224,3 +224,35 @@ def test_a_missing_root_is_left_out_of_every_plan(tmp_path):
             narrow = s.nearest(q, Query(filters=(Filter("after", ("2000-01-02",)),), k=K))
             assert narrow.strategy == "ivf-filtered"
             assert _ids(narrow) == _brute(x, q, present & ~early, K)
+
+
+def test_the_pq_rung_plans_the_same_way(tmp_path):
+    """Under a small memory budget (IVF-PQ, lists read from the file) the same plans apply,
+    with exactly k allowed hits and the exact re-rank's recall."""
+    x = clustered(N, dim=DIM, clusters=40, seed=6)
+    days = np.where(np.arange(N) % 10 == 0, 1, 3)
+    lib = Library.open(tmp_path / "lib", create=True)
+    with lib, lib.write_lock():
+        lib.set_model_spec(SPEC)
+        lib.store(
+            [
+                ImageRecord(f"/p/{i:05d}.jpg", 1, 0, f"{i}", 1, 1,
+                            f"2000-01-0{days[i]}T00:00:00", x[i])
+                for i in range(N)
+            ],
+            [],
+        )  # fmt: skip
+        lib.ann.save(IndexParams(exact_max=500, memory_budget=100_000))
+        assert lib.meta()["faiss_kind"] == "ivfpq"
+    found = []
+    with _searcher(tmp_path / "lib", memory_budget="100KB") as s:
+        for q in text_like(x, 4, seed=14):
+            for flt, allowed, plan in (
+                (Filter("after", ("2000-01-02",)), days == 3, "ivfpq-postfiltered"),
+                (Filter("before", ("2000-01-02",)), days == 1, "ivfpq-filtered"),
+            ):
+                got = s.nearest(q, Query(filters=(flt,), k=K))
+                assert got.strategy == plan and got.matched == int(allowed.sum())
+                assert len(got.hits) == K and all(allowed[i - 1] for i in _ids(got))
+                found.append(len(set(_ids(got)) & set(_brute(x, q, allowed, K))) / K)
+    assert np.mean(found) >= 0.9
