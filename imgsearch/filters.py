@@ -157,41 +157,49 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, h)))
 
 
-def matching_ids(library: Library, filters: Sequence[Filter]) -> npt.NDArray[np.int64]:
-    """Sorted ids of the indexed images every filter allows (inside the caller's snapshot)."""
+def sql_of(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+    """(WHERE over `images`, its args) of the filters answered in SQL ("1" when none); a bad
+    value raises QueryError here, before any SQL runs. No status test and no ORDER BY: either
+    makes SQLite read every matching row of the table (a 20k library took 50 ms for 2 matches)
+    instead of the metadata column's covering index; failed rows (few) are removed after."""
     sql_parts: list[str] = []
     args: list[Any] = []
-    sets: list[tuple[set[int], bool]] = []  # (ids, negate) answered outside SQL
+    for flt in filters:
+        if flt.key in ("tag", "album"):
+            continue
+        if flt.key == "near":
+            for value in flt.values:
+                near_box(value)
+            continue
+        conds = [_condition(flt, v) for v in flt.values]
+        clause = " OR ".join(f"({c})" for c, _ in conds)
+        sql_parts.append(f"NOT coalesce(({clause}), 0)" if flt.negate else f"({clause})")
+        for _, a in conds:
+            args += a
+    return " AND ".join(sql_parts) or "1", args
+
+
+def outside_sets(
+    library: Library, cur: sqlite3.Cursor, filters: Sequence[Filter]
+) -> list[tuple[npt.NDArray[np.int64], bool]]:
+    """[(sorted ids, negate)] of the filters answered outside SQL: tag:, album:, near:."""
+    sets: list[tuple[npt.NDArray[np.int64], bool]] = []
+    for flt in filters:
+        if flt.key in ("tag", "album"):
+            found = np.unique(np.asarray(_provider(flt.key)(library, flt.values), np.int64))
+            sets.append((found, flt.negate))
+        elif flt.key == "near":
+            near = set().union(*(_near_ids(cur, v) for v in flt.values))
+            sets.append((np.array(sorted(near), dtype=np.int64), flt.negate))
+    return sets
+
+
+def matching_ids(library: Library, filters: Sequence[Filter]) -> npt.NDArray[np.int64]:
+    """Sorted ids of the indexed images every filter allows (inside the caller's snapshot)."""
+    from imgsearch import filterset
+
     with library.snapshot() as cur:
-        for flt in filters:
-            if flt.key in ("tag", "album"):
-                provider = _provider(flt.key)
-                found = {int(i) for i in provider(library, flt.values)}
-                sets.append((found, flt.negate))
-                continue
-            if flt.key == "near":
-                sets.append((set().union(*(_near_ids(cur, v) for v in flt.values)), flt.negate))
-                continue
-            conds = [_condition(flt, v) for v in flt.values]
-            clause = " OR ".join(f"({c})" for c, _ in conds)
-            sql_parts.append(f"NOT coalesce(({clause}), 0)" if flt.negate else f"({clause})")
-            for _, a in conds:
-                args += a
-        # No status test and no ORDER BY in this SQL: either makes SQLite read every matching
-        # row of the table (vectors and all: a 20k library took 50 ms for 2 matches) instead of
-        # the metadata column's covering index. Failed rows are few: removed after.
-        where = " AND ".join(sql_parts) or "1"
-        rows = cur.execute(f"SELECT id FROM images WHERE {where}", args).fetchall()
-        failed = cur.execute(
-            "SELECT id FROM images WHERE status < 'ok' OR status > 'ok'"  # the status index
-        ).fetchall()
-    ids = np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
-    if failed:
-        ids = np.setdiff1d(ids, np.array([r[0] for r in failed], np.int64), assume_unique=True)
-    for found, negate in sets:
-        mask = np.isin(ids, np.fromiter(found, dtype=np.int64, count=len(found)))
-        ids = ids[~mask] if negate else ids[mask]
-    return ids
+        return filterset.build(library, cur, filters, ()).ids(cur)
 
 
 def newest_first(library: Library, ids: npt.NDArray[np.int64] | None) -> list[int]:

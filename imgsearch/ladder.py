@@ -184,13 +184,19 @@ def add_chunks(index: VectorIndex, rung: Rung, chunks: Iterable[Chunk]) -> None:
             add_preassigned(ivf, x, np.ascontiguousarray(lists[:, 0]), np.ascontiguousarray(ids))
 
 
-def search_params(index: VectorIndex, selector: object | None, nprobe: int) -> object:
+def search_params(
+    index: VectorIndex, selector: object | None, nprobe: int, lists: object | None = None
+) -> object:
     """SearchParametersIVF for one search: `nprobe` lists (more than the setting's when a filter
-    leaves few ids), and with an HNSW quantizer an efSearch wide enough to find them."""
+    leaves few ids), chosen among the `lists` selector's when given (the lists holding an
+    allowed id), and with an HNSW quantizer an efSearch wide enough to find them."""
     import faiss
 
     ivf = faiss.extract_index_ivf(index.index)
     if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
-        ef = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
+        ef = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64), sel=lists)
         return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe, quantizer_params=ef)
+    if lists is not None:
+        coarse = faiss.SearchParameters(sel=lists)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe, quantizer_params=coarse)
     return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgsearch import config as config_mod
-from imgsearch import languages, templates
+from imgsearch import filtered, languages, templates
 from imgsearch.cutoff import CutoffDecision
 from imgsearch.errors import ImgsearchError
+from imgsearch.filterset import Allowed, FilterCache
 from imgsearch.library import TEXT_ENCODER_DIR, ImageInfo, Library
 from imgsearch.paths import canonical, display, json_fields
 from imgsearch.query import Filter, Query, QueryError, Term, make_cursor, read_cursor
@@ -74,7 +75,7 @@ class SearchResult:
     """Hits plus what the search did, for the CLI's stderr line, the API and the web UI."""
 
     hits: list[Hit]
-    strategy: str  # exact | ivf | exact-subset | ivf-filtered | newest-first
+    strategy: str  # exact | ivf | exact-subset | ivf-filtered | ivf-postfiltered | newest-first
     matched: int | None = None  # images the filters allow (None: no filter)
     cutoff: CutoffDecision | None = None
     next_cursor: str | None = None
@@ -119,6 +120,7 @@ class Searcher:
         self._text: Any = None
         self._background: tuple[int, npt.NDArray[np.float32], float | None] | None = None
         self._measure: Any = None  # text -> (tokens, context length) or None
+        self._filters = FilterCache()  # allowed ids per filter and committed state
 
     def close(self) -> None:
         self.library.close()
@@ -265,21 +267,17 @@ class Searcher:
         after = read_cursor(query)
         seen = after[2] if after else 0
         excluded = set(exclude)
-        with self.library.reading():  # index, re-rank vectors and metadata: one library state
-            allowed, matched, left_out = self._allowed(query.filters)
-            if allowed is not None and len(allowed) == 0:
+        with self.library.reading(), self.library.snapshot() as cur:  # one library state
+            allowed, left_out = self._allowed(query.filters, cur)
+            matched = allowed.count(cur) if allowed is not None and query.filters else None
+            if allowed is not None and allowed.count(cur) == 0:
                 return SearchResult([], "empty", matched, None, None, left_out)
             index = self.library.ann.searchable(IndexParams.from_settings(s))
             want = seen + k + 1 + len(excluded)
             if query.cutoff == "auto":
                 want = max(want, seen + CUTOFF_WINDOW)
-            scores, ids = index.search(vector[None, :], want, allowed)
-            strategy = _strategy(index, allowed)
-            ranked = [(int(i), float(v)) for i, v in zip(ids[0], scores[0]) if i >= 0]
-            if allowed is not None and len(ranked) < min(want, len(allowed)):
-                # an ID selector over IVF lists can come back short (faiss #3112): exact instead
-                ranked = self._exact(vector, allowed, want)
-                strategy = "exact-subset"
+            ranked, strategy = filtered.search(index, vector, want, allowed, cur)
+            self._filters.trim()  # the allowed set may have listed its ids
             ranked = [(i, v) for i, v in ranked if i not in excluded and v >= floor]
             ranked.sort(key=lambda pair: (-pair[1], pair[0]))  # ties: one order for cursors
             ranked, cut = self._apply_cutoff(ranked, query, vector)
@@ -295,32 +293,25 @@ class Searcher:
         return SearchResult(hits, strategy, matched, cut, cursor, left_out)
 
     def _allowed(
-        self, filters: Sequence[Filter]
-    ) -> tuple[npt.NDArray[np.int64] | None, int | None, list[tuple[str, int, str]]]:
-        """(ids a search may return or None for all, how many the filters match or None,
-        the missing roots whose images are left out)."""
-        from imgsearch.filters import matching_ids
+        self, filters: Sequence[Filter], cur: Any
+    ) -> tuple[Allowed | None, list[tuple[str, int, str]]]:
+        """(the ids a search may return, None for all; the missing roots whose images are
+        left out), cached per committed state (imgsearch/filterset.py)."""
+        from imgsearch import filterset
         from imgsearch.folders import missing_roots
 
         missing = missing_roots(self.library)
         counts = self.library.counts_by_root() if missing else {}
         left_out = [(m.root.path, counts.get(m.root.id, (0, 0))[0], m.reason) for m in missing]
-        allowed = None
-        if missing:
-            allowed = self.library.ids_outside_roots([m.root.id for m in missing])
-        if not filters:
-            return allowed, None, left_out
-        ids = matching_ids(self.library, filters)
-        allowed = ids if allowed is None else np.intersect1d(ids, allowed)
-        return allowed, int(len(allowed)), left_out
-
-    def _exact(
-        self, vector: npt.NDArray[np.float32], allowed: npt.NDArray[np.int64], k: int
-    ) -> list[tuple[int, float]]:
-        ids, mat = self.library.vectors_for_ids(allowed)
-        scores = mat @ vector
-        order = np.lexsort((ids, -scores))[:k]
-        return [(int(ids[j]), float(scores[j])) for j in order]
+        if not filters and not missing:
+            return None, left_out
+        gone = tuple(sorted(m.root.id for m in missing))
+        allowed = self._filters.get(
+            cur,
+            filterset.key_of(filters, gone),
+            lambda: filterset.build(self.library, cur, filters, gone),
+        )
+        return allowed, left_out
 
     def _apply_cutoff(
         self, ranked: list[tuple[int, float]], query: Query, vector: npt.NDArray[np.float32]
@@ -365,9 +356,11 @@ class Searcher:
         k = query.k or self.settings.limit
         after = read_cursor(query)
         seen = after[2] if after else 0
-        with self.library.reading():
-            allowed, matched, left_out = self._allowed(query.filters)
-            order = newest_first(self.library, allowed)
+        with self.library.reading(), self.library.snapshot() as cur:
+            allowed, left_out = self._allowed(query.filters, cur)
+            matched = allowed.count(cur) if allowed is not None else None
+            order = newest_first(self.library, None if allowed is None else allowed.ids(cur))
+            self._filters.trim()
             page = order[seen : seen + k]
             info = self.library.info(page)
         hits = [_hit(info[i], None) for i in page if i in info]
@@ -493,17 +486,6 @@ def typed_filters(**values: Any) -> tuple[Filter, ...]:
             )
         )
     return tuple(out)
-
-
-def _strategy(index: Any, allowed: npt.NDArray[np.int64] | None) -> str:
-    if index.kind == "flat":
-        return "exact"
-    if allowed is None:
-        return index.kind  # "ivf" (IVF-SQ8) or "ivfpq"
-    from imgsearch.vectors import EXACT_SUBSET
-
-    small = len(allowed) <= min(index.params.exact_max, EXACT_SUBSET)
-    return "exact-subset" if small else f"{index.kind}-filtered"
 
 
 def _hit(info: ImageInfo, score: float | None) -> Hit:

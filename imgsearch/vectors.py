@@ -85,6 +85,7 @@ class VectorIndex:
     params: IndexParams = IndexParams()
     fetch: Fetch | None = None
     trained_n: int | None = None  # IVF: the library size its k-means was trained for
+    lists: Any = None  # IVF: row id -> list number (`list_of`), built on first filtered search
 
     @property
     def ntotal(self) -> int:
@@ -144,20 +145,62 @@ class VectorIndex:
 
 # Filtered IVF search (benchmarks/ANN.md, "Filtered search"): up to EXACT_SUBSET allowed ids
 # are scored exactly from their stored vectors (reading more from SQLite cost ~45 us each on
-# the busy VM: 46 ms for 1,000); above, the IVF probes nprobe / selectivity lists (all of them
-# below nprobe / nlist), so as many allowed codes are scanned as an unfiltered search scans,
-# and a bitmap over row ids tells faiss which ones are allowed.
+# the busy VM: 46 ms for 1,000); above, the IVF probes nprobe x selectivity^-FILTERED_POWER
+# lists (imgsearch/filtered.py: only lists holding an allowed id), and a bitmap over row ids
+# tells faiss which codes are allowed. nprobe / selectivity (as many allowed codes as an
+# unfiltered search scans) was measured at 1M to be far more than recall needs: at 0.1%
+# recall@10 0.993 with 2048 lists, at 1% 1.000 with 1024 (ANN.md, "Filtered search at 1M").
 EXACT_SUBSET = 256
+FILTERED_POWER = 0.6
+
+
+def filtered_nprobe(index: VectorIndex, allowed: int, wanted: int = 0) -> int:
+    """Lists to probe for `wanted` candidates among `allowed` ids: nprobe x selectivity^-0.6,
+    and enough lists to hold about 2 x wanted allowed codes."""
+    import faiss
+
+    nlist = faiss.extract_index_ivf(index.index).nlist
+    nprobe = index.params.nprobe
+    if allowed >= index.ntotal:
+        return min(nprobe, nlist)
+    selectivity = max(allowed, 1) / max(index.ntotal, 1)
+    rule = math.ceil(nprobe * selectivity**-FILTERED_POWER)
+    enough = math.ceil(2 * wanted * nlist / max(allowed, 1))
+    return min(nlist, max(rule, enough))
 
 
 def _filtered_nprobe(index: VectorIndex, allowed: int | None) -> int:
     import faiss
 
-    nlist = faiss.extract_index_ivf(index.index).nlist
-    nprobe = index.params.nprobe
-    if allowed is None or allowed >= index.ntotal:
-        return min(nprobe, nlist)
-    return min(nlist, math.ceil(nprobe * index.ntotal / max(allowed, 1)))
+    if allowed is None:
+        return min(index.params.nprobe, faiss.extract_index_ivf(index.index).nlist)
+    return filtered_nprobe(index, allowed)
+
+
+def list_of(index: VectorIndex) -> npt.NDArray[np.int32] | None:
+    """Row id -> IVF list number (-1: not in the index), built once per loaded index (1M:
+    4 MB); None for ids too sparse for an array."""
+    import faiss
+
+    if index.lists is None:
+        ivf = faiss.extract_index_ivf(index.index)
+        parts, numbers = [], []
+        for number in range(ivf.nlist):
+            size = ivf.invlists.list_size(number)
+            if size:
+                ptr = ivf.invlists.get_ids(number)
+                parts.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64))
+                ivf.invlists.release_ids(number, ptr)
+                numbers.append(np.full(size, number, np.int32))
+        ids = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        top = int(ids.max()) + 1 if len(ids) else 1
+        if top > 8 * len(ids) + 1_000_000:
+            index.lists = False
+        else:
+            where = np.full(top, -1, np.int32)
+            where[ids] = np.concatenate(numbers) if numbers else np.empty(0, np.int32)
+            index.lists = where
+    return index.lists if index.lists is not False else None
 
 
 def _selector(allowed: npt.NDArray[np.int64]) -> tuple[Any, Any]:
@@ -284,6 +327,8 @@ def update(
 ) -> None:
     """In place: drop `remove` ids, then add the chunks (ids must not be present any more)."""
     import faiss
+
+    index.lists = None  # the id -> list map is rebuilt on next need
 
     if len(remove):
         index.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(remove, np.int64)))
