@@ -58,9 +58,15 @@ class OnnxImageEncoder:
     device = "cpu"
 
     def __init__(self, export_dir: Path, *, threads: int = 0) -> None:
-        """`threads` 0: one per core (measured fastest with gated decoding, benchmarks/ONNX.md)."""
+        """`threads` 0: every core busy, as one single-threaded run per core at once (data
+        parallel over halves of a batch, weights shared: no thread barriers inside the
+        model's small ops; benchmarks/ONNX.md, "Runs in parallel"). `threads` N: one run at
+        a time on N threads (a Ray actor given N CPUs)."""
         export_dir = Path(export_dir)
-        self._open(export_dir, _read_manifest(export_dir), threads)
+        cores = os.cpu_count() or 1
+        self.streams = cores if threads == 0 else 1
+        self._pool: Any = None
+        self._open(export_dir, _read_manifest(export_dir), 1 if threads == 0 else threads)
 
     def _open(self, export_dir: Path, manifest: dict[str, Any], threads: int) -> None:
         import onnxruntime as ort
@@ -69,7 +75,7 @@ class OnnxImageEncoder:
         self.precision: str = manifest["precision"]
         self.export_dir = export_dir
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -81,6 +87,21 @@ class OnnxImageEncoder:
                 f"cannot load {export_dir / GRAPH}: {exc}; delete {export_dir} and re-index"
             ) from exc
 
+    def _run(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        return self.session.run(None, {"pixels": batch})[0]
+
+    def _forward(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """The graph on `batch`, split over `streams` concurrent runs of the one session
+        (onnxruntime's Run is thread-safe and releases the GIL)."""
+        parts = min(self.streams, len(batch))
+        if parts <= 1:
+            return self._run(batch)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="onnx-image")
+        return np.concatenate(list(self._pool.map(self._run, np.array_split(batch, parts))))
+
     @property
     def dim(self) -> int:
         return self.spec.dim
@@ -88,7 +109,7 @@ class OnnxImageEncoder:
     def embed_pixels(self, pixels: Any) -> npt.NDArray[np.float32]:
         """(N, H, W, 3) uint8 model inputs (imgsearch.decode) -> (N, dim) L2-normalised vectors."""
         batch = np.ascontiguousarray(np.asarray(pixels), dtype=np.uint8)
-        out = self.session.run(None, {"pixels": batch})[0].astype(np.float32, copy=False)
+        out = self._forward(batch).astype(np.float32, copy=False)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
@@ -308,6 +329,7 @@ def compare(
 def _self_check(encoder: Encoder, export_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Probe images through torch and ONNX; raise unless cosine and top-10 agree."""
     onnx_encoder = OnnxImageEncoder.__new__(OnnxImageEncoder)
+    onnx_encoder.streams, onnx_encoder._pool = 1, None
     onnx_encoder._open(export_dir, manifest, threads=0)
     pixels = probe_pixels(*encoder.spec.preprocess.size)
     got = onnx_encoder.embed_pixels(pixels)

@@ -80,6 +80,26 @@ def test_onnx_matches_trained_torch_on_shapes(trained_model, tmp_path):
     assert manifest["self_check"]["top10_agreement"] == 1.0
 
 
+def test_concurrent_runs_give_the_rows_of_one_run(tiny_model):
+    """A batch split over one run per core comes back whole, in order, with the same vectors
+    as one run on the whole batch (odd sizes too: 1 image runs once)."""
+    _, one = _both(tiny_model)
+    pixels = _pixels(real_photos(33), one.spec.preprocess)
+    parallel = imageonnx.OnnxImageEncoder(one.export_dir)
+    parallel.streams = 3
+    seen: list[int] = []
+    run = parallel._run
+    parallel._run = lambda batch: seen.append(len(batch)) or run(batch)
+    single = imageonnx.OnnxImageEncoder(one.export_dir, threads=1)
+    assert single.streams == 1
+    for n in (1, 2, 33):
+        seen.clear()
+        got, want = parallel.embed_pixels(pixels[:n]), single.embed_pixels(pixels[:n])
+        assert got.shape == want.shape == (n, one.dim)
+        assert np.allclose(got, want, atol=1e-6)
+        assert sorted(seen) == sorted(len(a) for a in np.array_split(np.arange(n), min(3, n)))
+
+
 def test_first_run_exports_and_later_runs_reuse(run, tmp_path, pictures):
     from tests.support.models import make_random_model_dir
 
