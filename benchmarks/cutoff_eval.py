@@ -242,7 +242,7 @@ def auto_keep_without_null(case: Case) -> int:
     return cutoff.decide(case.top, case.background, "auto").kept
 
 
-def report(cases: list[Case], tune_cases: list[Case], tuned: dict[str, dict]) -> dict[str, dict]:
+def report(cases: list[Case], tuned: dict[str, dict]) -> dict[str, dict]:
     """Every method's figures on one report split: tuned candidates, the hindsight global
     thresholds (by F1 on present queries, the target's comparison, and by F1 over all), the
     shipped `auto` and its figures per query kind."""
@@ -338,7 +338,7 @@ def main() -> None:
     results, targets = {}, {}
     for name, (cases, galleries, pictures) in splits.items():
         describe(name, cases, galleries, pictures)
-        results[name] = report(cases, tune_cases, tuned)
+        results[name] = report(cases, tuned)
         print_rows(results[name])
         targets[name] = targets_of(results[name])
         for target, met in targets[name].items():
