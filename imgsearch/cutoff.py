@@ -2,10 +2,13 @@
 relevant (CutoffDecision): the `--cutoff auto|none|SCORE` policy.
 
 A flat threshold fails because where relevance ends "varies significantly by query and model"
-(immich #5996). `auto` decides per query from that query's own scores: nothing is relevant when
-the best score does not clear what generic captions ("a photo.") score on this library (a null
-model), and otherwise the cut falls at the widest gap in the sorted top scores. The other
-candidates measured (background z-score, tail fit, null margin per image) are kept here for
+(immich #5996). `auto` decides per query from that query's own scores: the cut falls where the
+sorted top scores drop by much more than their own spacing above it (a spacing-normalised gap,
+so a broad relevant set such as every circle of every colour is not cut at its first sub-cluster),
+and nothing is relevant when the best few kept scores do not lie far enough above what generic
+captions ("a photo.") score on this library (a null model), measured as a fraction of the room
+between that null level and a perfect match. The other candidates measured (background z-score,
+tail fit, null margin per image, the plain widest gap) are kept here for
 benchmarks/cutoff_eval.py; benchmarks/CUTOFF.md has the figures that chose among them.
 """
 
@@ -28,16 +31,21 @@ else:
 POLICIES = ("auto", "none")
 MIN_BACKGROUND = 20  # fewer sampled scores than this say nothing about the background
 # auto, as measured in benchmarks/CUTOFF.md on the tiny trained CLIP:
-# 1. presence: the best score must reach the null floor, the NULL_QUANTILE of what a bank of
-#    generic captions (NULL_CAPTIONS: every photo is "a photo") scores on the library, plus
-#    NULL_MARGIN. Below it nothing is relevant. NULL_MARGIN is in cosine units: measured on one
-#    model only (see CUTOFF.md), so it is the first thing to re-measure for a new model.
-# 2. where relevance ends: the widest gap between consecutive top scores above the background
-#    median; no gap of MIN_GAP or more keeps everything above the median.
+# 1. where relevance ends (cluster_cut): among the top scores above the background median, the
+#    gap after the i-th score is weighed against the mean spacing of the i scores above it,
+#    gap * i / (range + SPACING_FLOOR * (best - median)); the cut is at the largest such ratio.
+#    Gaps under MIN_GAP never count; none reaching it keeps everything above the median.
+# 2. presence: the mean of the best PRESENCE_TOP kept scores (fewer if fewer are kept) must lie
+#    at least PRESENCE_FRACTION of the way from the null level, the NULL_QUANTILE of what a bank
+#    of generic captions (NULL_CAPTIONS) scores on the library, to a perfect match (cosine 1).
+#    Below that floor nothing is relevant. PRESENCE_FRACTION is measured on one model only (see
+#    CUTOFF.md), so it is the first thing to re-measure for a new model.
 NULL_CAPTIONS = ("a photo.", "a photo of something.", "a photo of a thing.", "something", "a thing")
 NULL_QUANTILE = 0.9
-NULL_MARGIN = 0.45
+PRESENCE_FRACTION = 0.57
+PRESENCE_TOP = 3
 MIN_GAP = 0.02
+SPACING_FLOOR = 0.1
 # The background is a random sample of the whole library, so it holds the relevant photos too;
 # robust statistics (median, MAD) keep them from moving the bar much.
 MAD_TO_SIGMA = 1.4826
@@ -111,28 +119,32 @@ def decide(
     back = back[np.isfinite(back)]
     if top.size == 0 or back.size < MIN_BACKGROUND:
         return CutoffDecision(top.size, top.size, None, "auto:no-background")
-    if null_floor is not None and top[0] < null_floor:
+    median = float(np.median(back))
+    kept = cluster_cut(top, median, MIN_GAP, SPACING_FLOOR)
+    if kept == 0:  # nothing above the median: nothing stands out
+        return CutoffDecision(0, top.size, median, "auto:gap")
+    if null_floor is not None and float(np.mean(top[: min(kept, PRESENCE_TOP)])) < null_floor:
         return CutoffDecision(0, top.size, float(null_floor), "auto:null")
-    threshold = gap_cut(top, float(np.median(back)), MIN_GAP)
-    if threshold is None:  # nothing above the median: nothing stands out
-        return CutoffDecision(0, top.size, float(np.median(back)), "auto:gap")
-    return _keep_above(top, threshold, "auto:null+gap" if null_floor is not None else "auto:gap")
+    method = "auto:null+gap" if null_floor is not None else "auto:gap"
+    return _keep_above(top, float(top[kept - 1]), method)
 
 
 def null_floor(
     null_scores: npt.NDArray[np.floating],
     *,
     quantile: float = NULL_QUANTILE,
-    margin: float = NULL_MARGIN,
+    fraction: float = PRESENCE_FRACTION,
 ) -> float:
     """The presence floor of a library: `null_scores` are, for a random sample of its vectors,
     each vector's best score over the NULL_CAPTIONS embeddings, i.e.
-    `(sample @ captions.T).max(axis=1)`."""
+    `(sample @ captions.T).max(axis=1)`. The floor lies `fraction` of the way from their
+    `quantile` (the null level) to a perfect match, so the bar scales with the model's room."""
     scores = np.asarray(null_scores, dtype=np.float64).ravel()
     scores = scores[np.isfinite(scores)]
     if scores.size == 0:
         raise ValueError("null_floor needs at least one score")
-    return float(np.quantile(scores, quantile)) + margin
+    level = min(float(np.quantile(scores, quantile)), 1.0)
+    return level + fraction * (1.0 - level)
 
 
 def _keep_above(top: npt.NDArray[np.float64], threshold: float, method: str) -> CutoffDecision:
@@ -191,6 +203,28 @@ def gap_cut(top: npt.NDArray[np.float64], floor: float, min_gap: float) -> float
     return float(above[widest] if gaps[widest] >= min_gap else above[-1])
 
 
+def cluster_cut(
+    top: npt.NDArray[np.float64], floor: float, min_gap: float, spacing_floor: float
+) -> int:
+    """How many of `top` (sorted descending) form the leading cluster: the cut after the i-th
+    score above `floor` that maximises gap_i * i / (top[0] - top[i-1] + spacing_floor *
+    (top[0] - floor)), i.e. the gap in units of the mean spacing of the run it ends. The
+    widest raw gap (gap_cut) stops a broad relevant set at its first sub-cluster, because the
+    top of any spread is sparse; this ratio does not. When every score of `top` is above
+    `floor`, `top` is only the head of a longer list, so the gap below its last score is
+    unknown and does not count. Gaps under `min_gap` never count: none left keeps every score
+    above `floor`; 0 when no score reaches `floor`."""
+    above = top[top >= floor]
+    if above.size == 0:
+        return 0
+    below = top[above.size] if above.size < top.size else above[-1]
+    gaps = above - np.append(above[1:], below)
+    run = np.arange(1, above.size + 1)
+    ratio = gaps * run / (above[0] - above + spacing_floor * max(above[0] - floor, 1e-6))
+    ratio[gaps < min_gap] = 0.0
+    return int(np.argmax(ratio)) + 1 if ratio.max() > 0 else int(above.size)
+
+
 def null_margin_keep(
     top: npt.NDArray[np.float64], null_top: npt.NDArray[np.float64], margin: float
 ) -> int:
@@ -203,6 +237,7 @@ def null_margin_keep(
 __all__ = [
     "CutoffDecision",
     "POLICIES",
+    "cluster_cut",
     "Policy",
     "NULL_CAPTIONS",
     "decide",
