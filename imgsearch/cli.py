@@ -960,7 +960,17 @@ def forget(ctx: click.Context, path: str, library: str | None) -> None:
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cli(prog_name="imgsearch")
+    try:
+        cli(prog_name="imgsearch")
+    except SystemExit as stop:
+        if stop.code != 130:
+            raise
+        # Interrupted, and everything stored is committed and unlocked by now. Leave without
+        # the interpreter's shutdown: on a Ctrl-C that landed in some library's clean-up it
+        # could still end the process by SIGINT (-2) instead of the status 130 shells expect.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -380,7 +380,9 @@ class Library:
                 f"library {self.path} has schema revision {current}, newer than this imgsearch "
                 f"understands (latest {SCHEMA_HEAD}); upgrade imgsearch to open it"
             )
-        with self.write_lock(wait=True), self.engine.begin() as conn:
+        from imgsearch.interrupts import held
+
+        with self.write_lock(wait=True), held(), self.engine.begin() as conn:
             migrate.upgrade(conn)
 
     def close(self) -> None:
@@ -712,8 +714,10 @@ class Library:
     def _writing(self) -> Iterator[sa.Connection]:
         import sqlalchemy as sa
 
+        from imgsearch.interrupts import held
+
         try:
-            with self.engine.begin() as conn:
+            with held(), self.engine.begin() as conn:  # Ctrl-C waits for commit or rollback
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise wrap_db_error(self.path, exc) from exc
