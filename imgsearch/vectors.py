@@ -49,7 +49,7 @@ class IndexParams:
     nprobe: int = 64
     rerank: int = 4
     memory_budget: int = 4 << 30  # bytes the index may take (imgsearch/ladder.py)
-    pq_rerank: int = 32
+    pq_rerank: int = 64
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexParams:
