@@ -57,16 +57,20 @@ class OnnxImageEncoder:
 
     device = "cpu"
 
-    def __init__(self, export_dir: Path, *, threads: int = 0) -> None:
+    def __init__(
+        self, export_dir: Path, *, threads: int = 0, manifest: dict[str, Any] | None = None
+    ) -> None:
         """`threads` 0: every core busy, as one single-threaded run per core at once (data
         parallel over halves of a batch, weights shared: no thread barriers inside the
         model's small ops; benchmarks/ONNX.md, "Runs in parallel"). `threads` N: one run at
-        a time on N threads (a Ray actor given N CPUs)."""
+        a time on N threads (a Ray actor given N CPUs). `manifest`: the export's, before it
+        is written (the export's self-check)."""
         export_dir = Path(export_dir)
         cores = os.cpu_count() or 1
         self.streams = cores if threads == 0 else 1
         self._pool: Any = None
-        self._open(export_dir, _read_manifest(export_dir), 1 if threads == 0 else threads)
+        manifest = manifest or _read_manifest(export_dir)
+        self._open(export_dir, manifest, 1 if threads == 0 else threads)
 
     def _open(self, export_dir: Path, manifest: dict[str, Any], threads: int) -> None:
         import onnxruntime as ort
@@ -328,9 +332,7 @@ def compare(
 
 def _self_check(encoder: Encoder, export_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Probe images through torch and ONNX; raise unless cosine and top-10 agree."""
-    onnx_encoder = OnnxImageEncoder.__new__(OnnxImageEncoder)
-    onnx_encoder.streams, onnx_encoder._pool = 1, None
-    onnx_encoder._open(export_dir, manifest, threads=0)
+    onnx_encoder = OnnxImageEncoder(export_dir, manifest=manifest)  # the path indexing takes
     pixels = probe_pixels(*encoder.spec.preprocess.size)
     got = onnx_encoder.embed_pixels(pixels)
     ref = encoder.embed_pixels(pixels)
