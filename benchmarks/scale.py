@@ -141,6 +141,35 @@ def truth(args: argparse.Namespace) -> dict[str, Any]:
     return {"truth_s": time.perf_counter() - start}
 
 
+def list_health(lib: Any, index: Any, count: int = 20_000) -> dict[str, Any]:
+    """How the build filled the lists: their sizes, and the share of `count` stored vectors
+    drawn at random that sit in their nearest centroid's list (a query probes the lists nearest
+    to it, so a vector elsewhere is one it can miss)."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index.index)
+    sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
+    ids = np.empty(int(sizes.sum()), np.int64)
+    at = 0
+    for number in np.flatnonzero(sizes):
+        ptr = ivf.invlists.get_ids(int(number))
+        ids[at : at + sizes[number]] = faiss.rev_swig_ptr(ptr, int(sizes[number]))
+        ivf.invlists.release_ids(int(number), ptr)
+        at += sizes[number]
+    owner = np.repeat(np.arange(ivf.nlist), sizes)
+    pick = np.random.default_rng(3).choice(len(ids), min(count, len(ids)), replace=False)
+    found, mat = lib.vectors_for_ids(np.sort(ids[pick]))
+    where = dict(zip(ids[pick].tolist(), owner[pick].tolist()))
+    nearest = np.argmax(mat @ ivf.quantizer.reconstruct_n(0, ivf.nlist).T, axis=1)
+    stored = np.array([where[i] for i in found.tolist()])
+    return {
+        "assign_nearest_fraction": float(np.mean(stored == nearest)),
+        "list_size_median": float(np.median(sizes)),
+        "list_size_p99": float(np.percentile(sizes, 99)),
+        "list_size_max": int(sizes.max()),
+    }
+
+
 def query(args: argparse.Namespace) -> dict[str, Any]:
     from imgsearch.library import Library
     from imgsearch.vectors import IndexParams
@@ -151,8 +180,10 @@ def query(args: argparse.Namespace) -> dict[str, Any]:
     tried = []
     with Library.open(args.library) as lib:
         start = time.perf_counter()
-        lib.ann.current(base)
+        loaded = lib.ann.current(base)
         load_s = time.perf_counter() - start
+        health = list_health(lib, loaded) if loaded.kind != "flat" else {}
+        print(json.dumps(health), file=sys.stderr, flush=True)
         for nprobe in args.nprobe:
             for rerank in args.rerank:
                 params = replace(base, nprobe=nprobe, pq_rerank=rerank)
@@ -175,7 +206,10 @@ def query(args: argparse.Namespace) -> dict[str, Any]:
                     row[f"recall10_{name}"] = float(np.mean(hits))
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 tried.append(row)
-    return {"index_load_s": load_s, "query_peak_rss_mb": peak_rss_mb(), "tried": tried}
+    return {
+        "index_load_s": load_s, "query_peak_rss_mb": peak_rss_mb(), "lists": health,
+        "tried": tried,
+    }  # fmt: skip
 
 
 PHASES = {"fill": fill, "build": build, "truth": truth, "query": query}

@@ -26,6 +26,14 @@ else:
 
 log = logging.getLogger(__name__)
 ADD_CHUNK = 65536  # vectors read and added at a time (fp32: 128 MB at 512-d)
+NEAREST = "nearest"  # faiss_assign: every vector was added to its nearest centroid's list
+
+
+def assigned(meta: dict[str, str]) -> bool:
+    """False for an IVF-PQ file built before 2026-12-01's fix, whose build assigned vectors to
+    lists by an HNSW walk over the centroids: 62% of 10M landed outside their nearest list,
+    so a query missed them. Queries keep using such a file; the next `index` run rebuilds it."""
+    return meta.get("faiss_kind") != "ivfpq" or meta.get("faiss_assign") == NEAREST
 
 
 class DerivedIndex:
@@ -88,7 +96,7 @@ class DerivedIndex:
             wanted = choose(n, int(meta.get("dim", "0") or 0), params).kind
             current = name and meta.get("faiss_generation") == str(gen)
             on_disk = bool(name) and (self.library.path / name).is_file()
-            if current and meta.get("faiss_kind") == wanted and on_disk:
+            if current and meta.get("faiss_kind") == wanted and on_disk and assigned(meta):
                 return  # nothing changed since the file was written
             index = self._derive(cur, meta, params, n)
         try:
@@ -99,7 +107,7 @@ class DerivedIndex:
             self.library.set_meta_in(
                 conn, faiss_file=name, faiss_generation=gen, faiss_count=index.ntotal,
                 faiss_kind=index.kind, faiss_trained=index.trained_n or "",
-                faiss_key=describe(index),
+                faiss_key=describe(index), faiss_assign=NEAREST,
             )  # fmt: skip
         vectors.remove_stale_files(self.library.path, keep=name)
         self._keep(gen, params, index)
@@ -155,9 +163,9 @@ class DerivedIndex:
             sample[filled : filled + len(mat)] = mat
             filled += len(mat)
         log.info("training %s on %d of %d vectors", rung.key, filled, n)
-        index = ladder.trained_ivfpq(sample[:filled], n, rung, params)
+        index, assigner = ladder.trained_ivfpq(sample[:filled], n, rung, params)
         del sample
-        ladder.add_chunks(index, rung, self.library.vectors(cur, batch=ADD_CHUNK))
+        ladder.add_chunks(index, assigner, self.library.vectors(cur, batch=ADD_CHUNK))
         return index
 
     @staticmethod
@@ -182,6 +190,9 @@ class DerivedIndex:
         name, base = meta.get("faiss_file"), meta.get("faiss_generation")
         trained = int(meta.get("faiss_trained", "") or 0)
         if not name or base is None or meta.get("faiss_kind") != kind or n > 2 * trained:
+            return None
+        if not assigned(meta):
+            log.warning("rebuilding the IVF-PQ index: its lists were assigned by an HNSW walk")
             return None
         raw = vectors.read(self.library.path / name, mmap=False)
         if raw is None or vectors.kind_of(raw) != kind or str(raw.d) != meta.get("dim"):
