@@ -111,10 +111,13 @@ class OnnxTextEncoder:
     def _open(
         self, export_dir: Path, manifest: dict[str, Any], threads: int, prepack: bool = False
     ) -> None:
-        """Load tokenizer and session as `manifest` describes (export's self-check reuses it)."""
+        """Load tokenizer and session as `manifest` describes (export's self-check reuses it).
+        The session is made on a second thread while this one reads the tokenizer's tables:
+        onnxruntime releases the GIL while it loads, and a cold query waits for both."""
+        import threading
+
         import onnxruntime as ort
 
-        self.tokenizer = _load_tokenizer(export_dir, manifest["tokenizer"])
         self.dim: int = manifest["dim"]
         self.precision: str = manifest["precision"]
         self.truncate: bool = manifest["truncate"]
@@ -126,12 +129,27 @@ class OnnxTextEncoder:
         # Optimised at export time; skipping it and weight pre-packing keeps weights mmapped.
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.add_session_config_entry("session.disable_prepacking", "0" if prepack else "1")
+        made: list[Any] = []
+
+        def make() -> None:
+            try:
+                made.append(
+                    ort.InferenceSession(
+                        str(export_dir / GRAPH), opts, providers=["CPUExecutionProvider"]
+                    )
+                )
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                made.append(exc)
+
+        loading = threading.Thread(target=make, name="imgsearch-text-session", daemon=True)
+        loading.start()
         try:
-            self.session = ort.InferenceSession(
-                str(export_dir / GRAPH), opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"cannot load {export_dir / GRAPH}: {exc}; re-index") from exc
+            self.tokenizer = _load_tokenizer(export_dir, manifest["tokenizer"])
+        finally:
+            loading.join()
+        if isinstance(made[0], Exception):
+            raise ModelError(f"cannot load {export_dir / GRAPH}: {made[0]}; re-index") from made[0]
+        self.session = made[0]
 
     def token_count(self, text: str) -> tuple[int, int] | None:
         """(tokens with SOT/EOT, context length): more than fits is cut by `embed`; None for

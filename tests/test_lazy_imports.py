@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -75,3 +76,34 @@ def test_lazy_module_loads_on_first_attribute():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True", "[1]", "True"]
+
+
+MAIN = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write("shutdown ran\\n"))
+sys.argv = ["imgsearch", *{args!r}]
+from imgsearch.cli import main
+main()
+"""
+
+
+def test_a_finished_read_only_command_skips_shutdown_and_keeps_its_output(
+    run, tiny_model, pictures, isolated_env
+):
+    """`query` ends without the interpreter's shutdown (~40 ms of a cold query): every line it
+    printed still arrives through a pipe, with its exit status; write commands and errors keep
+    the normal shutdown, so their clean-ups run."""
+    run("index", pictures[0].parent, "--model", tiny_model)
+
+    def main(*args: str) -> subprocess.CompletedProcess[str]:
+        code = MAIN.format(args=[*args, "--library", str(isolated_env)])
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    done = main("query", "a red circle", "-k", "500", "--json")
+    assert done.returncode == 0 and "shutdown ran" not in done.stderr, done.stderr
+    assert len(json.loads(done.stdout)) == len(pictures)  # all of it, flushed
+    failed = main("similar", str(isolated_env / "no-such.jpg"))
+    assert failed.returncode == 1 and "no such file" in failed.stderr
+    assert "shutdown ran" not in failed.stderr  # read-only: an error leaves the same way
+    written = main("index", str(pictures[0].parent))
+    assert written.returncode == 0 and "shutdown ran" in written.stderr, written.stderr
