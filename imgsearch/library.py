@@ -373,6 +373,8 @@ class Library:
         current = self._revision()
         if current == SCHEMA_HEAD:
             return  # the common case costs one query and no Alembic import
+        if current is None and self._create_at_head():
+            return
         from imgsearch import migrate
 
         if current is not None and not migrate.is_known(current):
@@ -384,6 +386,26 @@ class Library:
 
         with self.write_lock(wait=True), held(), self.engine.begin() as conn:
             migrate.upgrade(conn)
+
+    def _create_at_head(self) -> bool:
+        """Give a new, empty database the head schema in one script (migrations/head.sql,
+        generated from the migrations and tested to match them), without importing Alembic
+        and SQLAlchemy or running eight migrations: ~0.4 s of CPU off every first `index`.
+        False when another process made the tables first: Alembic then takes it from there."""
+        import migrations
+        from imgsearch.interrupts import held
+
+        script = (Path(migrations.__file__).parent / "head.sql").read_text()
+        with self.write_lock(wait=True), held():
+            con = sqlite3.connect(self.db, isolation_level=None)
+            try:
+                _sqlite_pragmas(con)  # page size and WAL: set before the first table
+                if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    return False
+                con.executescript(f"BEGIN;\n{script}COMMIT;")  # all of it or, closed, none
+            finally:
+                con.close()
+        return True
 
     def close(self) -> None:
         self.release_lock()

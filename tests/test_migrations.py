@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +16,32 @@ from imgsearch.library import DB_NAME, SCHEMA_HEAD, Library
 
 def test_schema_head_constant_matches_alembic():
     assert migrate.head() == SCHEMA_HEAD
+
+
+def test_head_sql_is_what_the_migrations_build():
+    """migrations/head.sql, which new libraries are made from, is regenerated with every
+    migration (`python -m imgsearch.migrate`): a stale copy fails here."""
+    assert migrate.head_sql_path().read_text() == migrate.head_sql()
+
+
+def test_a_new_library_is_made_at_head_without_alembic_and_equals_a_migrated_one(tmp_path):
+    code = (
+        "import sys\nfrom imgsearch.library import Library\n"
+        f"Library.open({str(tmp_path / 'new')!r}, create=True).close()\n"
+        "print(sorted(m for m in ('alembic', 'sqlalchemy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr
+    made = sqlite3.connect(tmp_path / "new" / DB_NAME)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    with engine.begin() as conn:
+        migrate.upgrade(conn)
+    engine.dispose()
+    migrated = sqlite3.connect(tmp_path / "migrated.db")
+    assert list(made.iterdump()) == list(migrated.iterdump())
+    assert made.execute("SELECT version_num FROM alembic_version").fetchone() == (SCHEMA_HEAD,)
+    with Library.open(tmp_path / "new") as lib:  # and it opens, stores and counts as usual
+        assert lib.vector_count() == 0 and lib.meta()["vector_count"] == "0"
 
 
 def test_library_at_first_revision_is_migrated_and_keeps_its_data(tmp_path):
