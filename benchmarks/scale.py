@@ -182,8 +182,6 @@ def query(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         loaded = lib.ann.current(base)
         load_s = time.perf_counter() - start
-        health = list_health(lib, loaded) if loaded.kind != "flat" else {}
-        print(json.dumps(health), file=sys.stderr, flush=True)
         for nprobe in args.nprobe:
             for rerank in args.rerank:
                 params = replace(base, nprobe=nprobe, pq_rerank=rerank)
@@ -206,10 +204,10 @@ def query(args: argparse.Namespace) -> dict[str, Any]:
                     row[f"recall10_{name}"] = float(np.mean(hits))
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 tried.append(row)
-    return {
-        "index_load_s": load_s, "query_peak_rss_mb": peak_rss_mb(), "lists": health,
-        "tried": tried,
-    }  # fmt: skip
+        peak = peak_rss_mb()  # before list_health, which holds every id of the index
+        health = list_health(lib, loaded) if loaded.kind != "flat" else {}
+        print(json.dumps(health), file=sys.stderr, flush=True)
+    return {"index_load_s": load_s, "query_peak_rss_mb": peak, "lists": health, "tried": tried}
 
 
 PHASES = {"fill": fill, "build": build, "truth": truth, "query": query}
