@@ -98,8 +98,11 @@ def subset_folder(files: list[Path], dest: Path) -> Path:
 
 
 def replicate(files: list[Path], dest: Path, copies: int) -> Path:
-    """`copies` real copies of `files` in dest/copy-N/ (separate inodes: hard links count once)."""
-    marker = dest / f".complete-{len(files)}x{copies}"
+    """`copies` real copies of `files` in dest/copy-N/ (separate inodes: hard links count once).
+    Each copy ends with its copy number after the image data, which decoders ignore: the bytes
+    differ, so `index` embeds every copy instead of reusing the first one's vector as an exact
+    copy (indexer/copies.py), and the run measures N photos' worth of work."""
+    marker = dest / f".complete-{len(files)}x{copies}-distinct"
     if marker.is_file():
         return dest
     if dest.exists():
@@ -108,7 +111,7 @@ def replicate(files: list[Path], dest: Path, copies: int) -> Path:
         sub = dest / f"copy-{i}"
         sub.mkdir(parents=True)
         for f in files:
-            shutil.copyfile(f, sub / f.name)
+            (sub / f.name).write_bytes(f.read_bytes() + f"\0imgsearch-copy-{i}".encode())
     marker.touch()
     return dest
 

@@ -53,7 +53,7 @@ def main(library: str, text: str) -> dict[str, float]:
 
     searcher.library.ann.current(IndexParams.from_settings(s))
     mark("load_faiss_index")
-    hits = searcher.search(vector)
+    hits = searcher.nearest(vector).hits
     mark("search")
     from imgsearch.output import render_hits
 

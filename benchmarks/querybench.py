@@ -48,7 +48,7 @@ def warm_query_latency(library: Path, settings: Settings, *, count: int = 100) -
         embed, _ = percentiles_ms(time_each(lambda i: searcher.embed_text(text(i)), count))
         vectors = [searcher.embed_text(q) for q in QUERIES]
         search, _ = percentiles_ms(
-            time_each(lambda i: searcher.search(vectors[i % len(vectors)]), count)
+            time_each(lambda i: searcher.nearest(vectors[i % len(vectors)]), count)
         )
     return {"p50_ms": p50, "p95_ms": p95, "embed_p50_ms": embed, "search_p50_ms": search}
 
