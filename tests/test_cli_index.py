@@ -363,3 +363,47 @@ def test_jfif_is_indexed_and_raw_files_are_reported_unsupported(run, tiny_model,
     assert hits(run("query", "red", "--json"))[0]["path"].endswith("photo.jfif")
     # reported once: the next run finds them unchanged
     assert "skipping" not in run("index", folder).stderr
+
+
+def test_a_first_run_loads_its_model_on_a_second_thread_and_later_runs_do_not(tmp_path, tiny_model):
+    """A run into an empty library starts loading the image model at once, beside walking and
+    planning (onnxruntime's session takes ~0.9 s for ViT-B-32); what the loader raises still
+    reaches the caller; a run that finds nothing to embed waits for it and completes."""
+    import threading
+
+    from imgsearch import config, runtime
+    from imgsearch.errors import ModelError
+    from imgsearch.library import Library
+    from indexer import pipeline
+
+    folder = tmp_path / "photos"
+    make_pictures(folder, 6)
+    settings = config.resolve(overrides={"library": str(tmp_path / "lib"), "model": tiny_model})
+    threads: list[str] = []
+
+    def load():  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return runtime.load_image_encoder(tiny_model, "", settings)
+
+    def index(lib: Library, *, loader=load) -> pipeline.IndexResult:  # type: ignore[no-untyped-def]
+        with lib.write_lock():
+            return pipeline.run(lib, [str(folder)], settings, load_encoder=loader)
+
+    with Library.open(settings.library_path, create=True) as lib:
+        assert index(lib).added == 6 and threads == ["imgsearch-model"]
+        make_pictures(folder / "more", 2, seed=3)
+        assert index(lib).added == 2 and threads[1] == threading.current_thread().name
+
+    def offline():  # type: ignore[no-untyped-def]
+        raise ModelError("model X is not in the local cache and the hub cannot be reached")
+
+    with (
+        Library.open(tmp_path / "other", create=True) as lib,
+        pytest.raises(ModelError, match="not in the local cache"),
+    ):
+        index(lib, loader=offline)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with Library.open(tmp_path / "third", create=True) as lib, lib.write_lock():
+        done = pipeline.run(lib, [str(empty)], settings, load_encoder=load)
+    assert done.added == 0 and threads[-1] == "imgsearch-model"  # loaded, waited for, unused
