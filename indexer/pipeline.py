@@ -364,10 +364,6 @@ def run(
     """
     started, t0 = now(), time.perf_counter()
     result = IndexResult()
-    early = None
-    if embed_all is None and roots and library.vector_count() == 0:
-        early = EarlyModel(load_encoder)  # a first run into a library: it has work to embed
-        load_encoder = early
     targets, missing = roots_mod.plan_targets(library, roots)
     roots_mod.check_location(
         str(library.path), [t.path for t in targets if t.is_dir], allowed=allow_nested
@@ -438,8 +434,6 @@ def run(
         result.metadata = _backfill_metadata(library, settings, on_status)
 
         library.ann.save(IndexParams.from_settings(settings))
-        if early is not None and encoder is None:  # nothing to embed after all: let it finish
-            early.wait()
         _ensure_text_encoder(library, encoder, load_torch or load_encoder, on_status)
         status = "ok"
     except (KeyboardInterrupt, SystemExit):
@@ -458,37 +452,6 @@ def run(
             if status == "ok":
                 raise
     return result
-
-
-class EarlyModel:
-    """`load()` started on a second thread; calling the object waits for it and returns what
-    it returned or raises what it raised. A run into an empty library starts loading its
-    model at once, so that onnxruntime builds its session (~0.9 s for ViT-B-32's image tower,
-    the GIL released) while this thread imports SQLAlchemy, walks the folders and plans."""
-
-    def __init__(self, load: Callable[[], Encoder]) -> None:
-        import threading
-
-        self._load = load
-        self._outcome: list[tuple[bool, Any]] = []
-        self._thread = threading.Thread(target=self._run, name="imgsearch-model", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._outcome.append((True, self._load()))
-        except BaseException as exc:  # handed to the caller's thread by __call__
-            self._outcome.append((False, exc))
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def __call__(self) -> Encoder:
-        self.wait()
-        ok, value = self._outcome[0]
-        if not ok:
-            raise value
-        return value
 
 
 def _register_roots(
