@@ -163,9 +163,9 @@ class DerivedIndex:
             sample[filled : filled + len(mat)] = mat
             filled += len(mat)
         log.info("training %s on %d of %d vectors", rung.key, filled, n)
-        index, assigner = ladder.trained_ivfpq(sample[:filled], n, rung, params)
+        index, cents = ladder.trained_ivfpq(sample[:filled], n, rung, params)
         del sample
-        ladder.add_chunks(index, assigner, self.library.vectors(cur, batch=ADD_CHUNK))
+        ladder.add_chunks(index, cents, self.library.vectors(cur, batch=ADD_CHUNK))
         return index
 
     @staticmethod

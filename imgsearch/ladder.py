@@ -14,7 +14,7 @@ from stored vectors recovers the recall), PQ at most 64 bytes, nlist the power o
 4 sqrt(n), and no HNSW graph over the centroids. autofaiss puts one there for queries and
 builds; here queries score every centroid exactly, since a graph walk misses the lists of
 out-of-distribution (text) queries (at 1M: recall@10 0.72 with the HNSW quantizer), and a build
-assigns through the two-level k-means's own tree (`Centroids.assigner`): an HNSW walk put only
+assigns through the two-level k-means's own tree (`Centroids.assign`): an HNSW walk put only
 38% of 10M clustered vectors in their nearest list, which left lists of 160k beside lists of 13
 and cost the 10M index its recall (docs/scaling.md).
 """
@@ -42,7 +42,7 @@ else:
 
 PQ_SIZES = (64, 48, 32, 16, 8)  # bytes per vector, best first (autofaiss's list from 64 down)
 TWO_LEVEL_ABOVE = 1024  # lists: flat k-means of 4096 on 164k took 15 min on the busy VM
-ASSIGN_PROBE = 8  # coarse clusters searched per vector by a two-level build's assigner
+ASSIGN_PROBE = 8  # coarse clusters searched per vector by a two-level build
 TRAIN_PER_LIST = 40
 MIN_TRAIN_PER_CENTROID = 39  # faiss's own floor for k-means (and PQ's 2**nbits centroids)
 
@@ -136,9 +136,8 @@ class Centroids:
         exact scores, 18.5k vectors/s on 2 cores against 5.8k for exact and 3.7k for a faiss
         IndexIVFFlat over the centroids (which scans without BLAS), 99.7% the exact list and
         the rest in one scoring within 2e-4 of it; benchmarks/scale.py reports the built
-        index's share (`assign_nearest_fraction`)."""
-        if self.heads is None or self.group is None:
-            return np.argmax(x @ self.fine.T, axis=1)
+        index's share (`assign_nearest_fraction`). Two-level centroids only."""
+        assert self.heads is not None
         probe = min(ASSIGN_PROBE, len(self.heads))
         near = np.argpartition(-(x @ self.heads.T), probe - 1, axis=1)[:, :probe].ravel()
         rows = np.repeat(np.arange(len(x)), probe)
@@ -181,7 +180,7 @@ def centroids(sample: npt.NDArray[np.float32], nlist: int) -> Centroids:
         kmeans = faiss.Kmeans(x.shape[1], nlist, niter=10, spherical=True, seed=1234)
         kmeans.train(x)
         return Centroids(kmeans.centroids)
-    n, dim = x.shape
+    dim = x.shape[1]
     outer = int(math.sqrt(nlist))
     coarse = faiss.Kmeans(
         dim, outer, niter=10, spherical=True, seed=1234, max_points_per_centroid=2000
@@ -226,9 +225,9 @@ def _split_counts(points: npt.NDArray[np.int64], nlist: int) -> npt.NDArray[np.i
 
 def trained_ivfpq(
     sample: npt.NDArray[np.float32], n: int, rung: Rung, params: IndexParams
-) -> tuple[VectorIndex, Centroids | None]:
+) -> tuple[VectorIndex, Centroids]:
     """An empty IVF-PQ index for n vectors, lists from `centroids`, PQ codebooks fitted on the
-    sample's residuals; and the two-level centroids that `add_chunks` assigns through (or None)."""
+    sample's residuals; and the centroids, which `add_chunks` assigns through."""
     import faiss
 
     from imgsearch.vectors import VectorIndex
@@ -242,27 +241,26 @@ def trained_ivfpq(
     )
     ivf.pq.cp.niter = 10  # codebooks: 10 k-means iterations, not 25 (re-ranking follows)
     ivf.train(np.ascontiguousarray(sample, dtype=np.float32))  # the quantizer is trained: PQ only
-    two_level = cents if cents.heads is not None else None
-    return VectorIndex(ivf, "ivfpq", params, trained_n=n), two_level
+    return VectorIndex(ivf, "ivfpq", params, trained_n=n), cents
 
 
-def add_chunks(index: VectorIndex, assigner: Centroids | None, chunks: Iterable[Chunk]) -> None:
+def add_chunks(index: VectorIndex, cents: Centroids, chunks: Iterable[Chunk]) -> None:
     """Add (ids, vectors) chunks to a new IVF-PQ index: each chunk assigned to its lists through
-    the two-level k-means (`Centroids.assign`; 10M x 16384 exact scores take ~30 min on 2
-    cores), then added pre-assigned; without it, by the index's own flat quantizer."""
+    a two-level k-means (`Centroids.assign`; 10M x 16384 exact scores take ~30 min on 2
+    cores), then added pre-assigned; after a one-level one, by the index's flat quantizer."""
     import faiss
     from faiss.contrib.ivf_tools import add_preassigned
 
     from imgsearch import vectors
 
-    if assigner is None:
+    if cents.heads is None:
         vectors.update(index, np.empty(0, np.int64), chunks)
         return
     ivf = faiss.extract_index_ivf(index.index)
     for ids, mat in chunks:
         if len(ids):
             x = np.ascontiguousarray(mat, dtype=np.float32)
-            lists = assigner.assign(x)
+            lists = cents.assign(x)
             add_preassigned(ivf, x, np.ascontiguousarray(lists), np.ascontiguousarray(ids))
 
 

@@ -392,10 +392,10 @@ class Library:
         generated from the migrations and tested to match them), without importing Alembic
         and SQLAlchemy or running eight migrations: ~0.4 s of CPU off every first `index`.
         False when another process made the tables first: Alembic then takes it from there."""
-        import migrations
         from imgsearch.interrupts import held
+        from migrations import HEAD_SQL
 
-        script = (Path(migrations.__file__).parent / "head.sql").read_text()
+        script = HEAD_SQL.read_text()
         with self.write_lock(wait=True), held():
             con = sqlite3.connect(self.db, isolation_level=None)
             try:

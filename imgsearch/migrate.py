@@ -40,11 +40,10 @@ def is_known(revision: str) -> bool:
         return False
 
 
-HEAD_SQL = "head.sql"  # in the migrations package: the schema at head, for new libraries
-
-
 def head_sql_path() -> Path:
-    return Path(_script_location()) / HEAD_SQL
+    from migrations import HEAD_SQL
+
+    return HEAD_SQL
 
 
 def head_sql() -> str:

@@ -207,18 +207,21 @@ def test_a_two_level_build_puts_each_vector_in_its_nearest_list(tmp_path, monkey
 
 def test_an_ivfpq_file_from_an_hnsw_assigned_build_is_rebuilt_by_the_next_save(tmp_path):
     """A file built before the two-level assignment (no `faiss_assign` key) still answers
-    queries, but the next writer rebuilds it instead of updating it in place."""
-    x = clustered(9000, seed=6)
+    queries, but the next writer builds it afresh (new k-means) instead of updating it in
+    place, as it would a file of the current build (trained stays 9000 in
+    test_a_small_budget_gets_memory_mapped_ivfpq_with_high_recall_and_updates_in_place)."""
+    x = clustered(12000, seed=6)
     params = IndexParams(exact_max=1000, nprobe=16, memory_budget=300 << 10)
-    lib = fill(tmp_path, x)
+    lib = fill(tmp_path, x[:9000])
     with lib.write_lock():
         lib.ann.save(params)
         lib.set_meta(faiss_assign="")  # as an older build left it
-    before = lib.meta()["faiss_file"]
     assert lib.ann.current(params).ntotal == 9000  # queries still use the file
+    lib.close()
+    lib = fill(tmp_path, x)  # 3000 more: within 2x of the trained size, so normally an update
     with lib.write_lock():
-        lib.ann.save(params)  # nothing else changed: rebuilt all the same
+        lib.ann.save(params)
     meta = lib.meta()
     assert meta["faiss_assign"] == "nearest" and meta["faiss_kind"] == "ivfpq"
-    assert meta["faiss_file"] != before or meta["faiss_generation"] == lib.meta()["generation"]
+    assert meta["faiss_trained"] == "12000" and meta["faiss_count"] == "12000"  # rebuilt
     lib.close()
