@@ -4,7 +4,7 @@ onnxruntime ran ViT-B-32 at about twice torch's speed on the 2-core machine of i
 without torch and open_clip an `index` process starts ~5 s sooner and holds half the memory.
 `export_image_encoder` (torch, once per model and machine, see imgsearch.exports) writes a graph
 that takes the decode workers' uint8 (N, H, W, 3) pixels and applies the model's own mean/std
-inside the graph, then `manifest.json` last. `OnnxImageEncoder` needs only onnxruntime + numpy.
+inside the graph (a ViT's folded into its patch embedding), then `manifest.json` last. `OnnxImageEncoder` needs only onnxruntime + numpy.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +150,7 @@ def export_image_encoder(encoder: Encoder, dest_dir: Path, *, precision: str = "
             "files": {n: (tmp / n).stat().st_size for n in (GRAPH, WEIGHTS) if (tmp / n).exists()},
             "model": encoder.spec.label(),
             "spec": encoder.spec.to_json(),  # preprocessing for the decoders, mean/std in-graph
+            "normalisation": graph.normalisation,
             "versions": _versions(),
         }
         manifest["self_check"] = _self_check(encoder, tmp, manifest)
@@ -160,7 +162,8 @@ def export_image_encoder(encoder: Encoder, dest_dir: Path, *, precision: str = "
 
 
 def _image_graph(encoder: Encoder) -> Any:
-    """A float32 CPU module: uint8 NHWC pixels -> (x/255 - mean)/std -> encode_image."""
+    """A float32 CPU module: uint8 NHWC pixels -> (x/255 - mean)/std -> encode_image, with the
+    mean/std folded into the patch embedding where the tower allows (`_patch_embedding`)."""
     import copy
 
     import torch
@@ -174,6 +177,7 @@ def _image_graph(encoder: Encoder) -> Any:
     else:
         model = copy.deepcopy(model)
     _plain_attention(model)
+    folded = _patch_embedding(model, pre.mean, pre.std)
 
     class ImageGraph(nn.Module):
         def __init__(self) -> None:
@@ -183,10 +187,71 @@ def _image_graph(encoder: Encoder) -> Any:
             self.register_buffer("std", torch.tensor(pre.std).view(1, 1, 1, 3) * 255)
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            if folded:
+                return self.model.encode_image(pixels.float())
             x = ((pixels.float() - self.mean) / self.std).permute(0, 3, 1, 2)
             return self.model.encode_image(x)
 
-    return ImageGraph().eval()
+    graph = ImageGraph().eval()
+    graph.normalisation = "folded into the patch embedding" if folded else "in the graph"
+    return graph
+
+
+def _patch_embedding(
+    model: Any, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> bool:
+    """Swap a ViT's patch convolution (kernel = stride, no padding) for the same maths as one
+    MatMul over the flattened patches; True when it did.
+
+    With `mean`/`std` the new layer takes NHWC pixels in 0-255 and the normalisation is folded
+    into its weights and bias (it is linear per channel), so the graph makes no Sub, Div or
+    layout Transpose over the batch and no NCHWc Conv: ~3% of ViT-B-32-256's time on one core
+    (benchmarks/ONNX.md). Without them it takes the NCHW normalised input the conv took.
+    """
+    import torch
+    from torch import nn
+
+    visual = getattr(model, "visual", None)
+    conv = getattr(visual, "conv1", None)
+    grid = getattr(visual, "grid_size", None)
+    if not isinstance(conv, nn.Conv2d) or grid is None or not hasattr(visual, "_embeds"):
+        return False
+    p = conv.kernel_size
+    if (
+        conv.stride != p or conv.padding != (0, 0) or conv.dilation != (1, 1)
+        or conv.groups != 1 or conv.in_channels != 3 or p[0] != p[1]
+        or tuple(getattr(visual, "image_size", ())) != (grid[0] * p[0], grid[1] * p[1])
+    ):  # fmt: skip
+        return False
+    nhwc = mean is not None and std is not None
+    weight = conv.weight.detach().float()  # (D, 3, p, p)
+    bias = torch.zeros(weight.shape[0]) if conv.bias is None else conv.bias.detach().float()
+    if nhwc:
+        m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+        bias = bias - (weight * (m / s)).sum((1, 2, 3))
+        weight = weight / (255 * s)
+    # rows in the order the forward flattens a patch: (row, column, channel) or (channel, ...)
+    order = (2, 3, 1, 0) if nhwc else (1, 2, 3, 0)
+    matrix = weight.permute(*order).reshape(-1, weight.shape[0]).contiguous()
+    gh, gw, size, dim = int(grid[0]), int(grid[1]), int(p[0]), int(weight.shape[0])
+
+    class PatchEmbedding(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("matrix", matrix)
+            self.register_buffer("bias", bias)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            n = x.shape[0]
+            if nhwc:
+                x = x.reshape(n, gh, size, gw, size, 3).permute(0, 1, 3, 2, 4, 5)
+            else:
+                x = x.reshape(n, 3, gh, size, gw, size).permute(0, 2, 4, 1, 3, 5)
+            x = x.reshape(n, gh * gw, -1) @ self.matrix + self.bias
+            return x.transpose(1, 2).reshape(n, dim, gh, gw)  # the conv's output layout
+
+    visual.conv1 = PatchEmbedding()
+    return True
 
 
 def _plain_attention(model: Any) -> None:

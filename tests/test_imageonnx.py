@@ -256,3 +256,44 @@ def test_int8_is_opt_in_and_checked(run, tmp_path, pictures, monkeypatch):
     assert np.sum(got * torch_enc.embed_pixels(pixels), axis=1).min() >= 0.99
     monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "fp16")
     assert "onnx_precision" in run("index", pictures[0].parent, code=1).stderr
+
+
+def test_patch_embedding_is_the_convolution_with_mean_and_std_folded_in(tiny_model):
+    """The ViT's patch conv becomes one MatMul over pixel patches: on NCHW normalised input
+    (rclip's graph in benchmarks/peers.py) and on raw NHWC pixels with the model's mean/std in
+    its weights (ours), encode_image gives the conv's vectors; a conv it cannot restate (here
+    one with padding) is left alone."""
+    import copy
+
+    import torch
+
+    from imgsearch.encoder import load_encoder
+
+    enc = load_encoder(tiny_model, "", "cpu")
+    pre = enc.spec.preprocess
+    pixels = torch.from_numpy(_pixels(real_photos(6), pre))
+    mean, std = torch.tensor(pre.mean).view(1, 3, 1, 1), torch.tensor(pre.std).view(1, 3, 1, 1)
+    normalised = (pixels.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    with torch.no_grad():
+        want = enc.model.encode_image(normalised)
+        nchw, nhwc = copy.deepcopy(enc.model), copy.deepcopy(enc.model)
+        assert imageonnx._patch_embedding(nchw)
+        assert imageonnx._patch_embedding(nhwc, pre.mean, pre.std)
+        assert torch.allclose(nchw.encode_image(normalised), want, atol=1e-5)
+        assert torch.allclose(nhwc.encode_image(pixels.float()), want, atol=1e-5)
+        padded = copy.deepcopy(enc.model)
+        padded.visual.conv1.padding = (1, 1)
+        assert not imageonnx._patch_embedding(padded, pre.mean, pre.std)
+        assert isinstance(padded.visual.conv1, torch.nn.Conv2d)
+
+
+def test_exported_graph_takes_pixels_without_a_normalisation_pass(tiny_model):
+    """The export says where the mean/std went, and its graph has no Conv, Sub or Div."""
+    import onnx
+
+    _, onnx_enc = _both(tiny_model)
+    manifest = json.loads((onnx_enc.export_dir / "manifest.json").read_text())
+    assert manifest["normalisation"] == "folded into the patch embedding"
+    graph = onnx.load(str(onnx_enc.export_dir / imageonnx.GRAPH), load_external_data=False)
+    ops = {node.op_type for node in graph.graph.node}
+    assert not ops & {"Conv", "Sub", "Div"}, ops
