@@ -362,12 +362,18 @@ def index(
                         on_warning=say, load_torch=load,
                     )  # fmt: skip
 
+                def prefetch() -> None:
+                    from imgsearch import runtime as runtime_mod
+
+                    runtime_mod.prefetch_image_encoder(name, weights, settings)
+
                 result = pipeline.run(
                     lib,
                     list(paths),
                     settings,
                     load_encoder=load_images,
                     load_torch=load,
+                    prefetch=prefetch,
                     model=(name, weights),
                     on_progress=progress.update if progress else None,
                     on_skip=None

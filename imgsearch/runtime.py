@@ -111,6 +111,18 @@ def load_image_encoder(
     return encoder or _torch(name, pretrained, "cpu", label, on_status)
 
 
+def prefetch_image_encoder(name: str, pretrained: str, settings: Settings) -> None:
+    """Start loading the cached ONNX image encoder that `load_image_encoder` will return, on a
+    second thread (imageonnx.prefetch); nothing when the run will use torch or must export."""
+    if choose(settings) != "onnx":
+        return
+    from imgsearch import exports, imageonnx
+
+    export_dir = exports.image_export_dir(name, pretrained, settings.onnx_precision)
+    if imageonnx.exported(export_dir):
+        imageonnx.prefetch(export_dir)
+
+
 def _torch(
     name: str, pretrained: str, device: str, label: str, on_status: Callable[[str], None] | None
 ) -> Encoder:

@@ -297,3 +297,40 @@ def test_exported_graph_takes_pixels_without_a_normalisation_pass(tiny_model):
     graph = onnx.load(str(onnx_enc.export_dir / imageonnx.GRAPH), load_external_data=False)
     ops = {node.op_type for node in graph.graph.node}
     assert not ops & {"Conv", "Sub", "Div"}, ops
+
+
+def test_a_first_run_builds_its_onnx_session_while_it_walks(run, tiny_model, tmp_path, monkeypatch):
+    """A run into an empty library starts building the cached export's session on a second
+    thread before it walks (and the decoders' server); the encoder takes that session. A run
+    into a library with vectors builds it when it needs it. A failed build still reaches the
+    user as the load error, naming the file."""
+    import threading
+
+    first = make_pictures(tmp_path / "a", 5)
+    run("index", first[0].parent, "--model", tiny_model, "--library", tmp_path / "warm")
+    built: list[str] = []
+    real = imageonnx._session
+
+    def session(export_dir, threads):  # type: ignore[no-untyped-def]
+        built.append(threading.current_thread().name)
+        return real(export_dir, threads)
+
+    monkeypatch.setattr(imageonnx, "_session", session)
+    lib = tmp_path / "lib"
+    assert (
+        "5 added" in run("index", first[0].parent, "--model", tiny_model, "--library", lib).stderr
+    )
+    assert built == ["onnx-session"] and not imageonnx._PREFETCHED
+    more = make_pictures(tmp_path / "b", 3, seed=4)
+    assert "3 added" in run("index", more[0].parent, "--library", lib).stderr
+    assert built == ["onnx-session", threading.current_thread().name]
+
+    def broken(export_dir, threads):  # type: ignore[no-untyped-def]
+        raise RuntimeError("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF")
+
+    monkeypatch.setattr(imageonnx, "_session", broken)
+    out = run(
+        "index", first[0].parent, "--library", tmp_path / "new", "--model", tiny_model, code=1
+    )
+    assert "cannot load" in out.stderr and "INVALID_PROTOBUF; delete" in out.stderr, out.stderr
+    assert not imageonnx._PREFETCHED
