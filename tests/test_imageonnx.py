@@ -299,12 +299,22 @@ def test_exported_graph_takes_pixels_without_a_normalisation_pass(tiny_model):
     assert not ops & {"Conv", "Sub", "Div"}, ops
 
 
+def _noting(function, steps: list[str], step: str):  # type: ignore[no-untyped-def]
+    def noted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        steps.append(step)
+        return function(*args, **kwargs)
+
+    return noted
+
+
 def test_a_first_run_builds_its_onnx_session_while_it_walks(run, tiny_model, tmp_path, monkeypatch):
     """A run into an empty library starts building the cached export's session on a second
     thread before it walks (and the decoders' server); the encoder takes that session. A run
     into a library with vectors builds it when it needs it. A failed build still reaches the
     user as the load error, naming the file."""
     import threading
+
+    from indexer import pipeline
 
     first = make_pictures(tmp_path / "a", 5)
     run("index", first[0].parent, "--model", tiny_model, "--library", tmp_path / "warm")
@@ -316,14 +326,22 @@ def test_a_first_run_builds_its_onnx_session_while_it_walks(run, tiny_model, tmp
         return real(export_dir, threads)
 
     monkeypatch.setattr(imageonnx, "_session", session)
+    steps: list[str] = []
+    for owner, name, step in (
+        (imageonnx, "prefetch", "session"),
+        (pipeline, "start_decode_server", "decoders"),
+        (pipeline, "scan", "walk"),
+    ):
+        monkeypatch.setattr(owner, name, _noting(getattr(owner, name), steps, step))
     lib = tmp_path / "lib"
-    assert (
-        "5 added" in run("index", first[0].parent, "--model", tiny_model, "--library", lib).stderr
-    )
+    out = run("index", first[0].parent, "--model", tiny_model, "--library", lib)
+    assert "5 added" in out.stderr
     assert built == ["onnx-session"] and not imageonnx._PREFETCHED
+    assert steps == ["session", "decoders", "walk"]
     more = make_pictures(tmp_path / "b", 3, seed=4)
     assert "3 added" in run("index", more[0].parent, "--library", lib).stderr
     assert built == ["onnx-session", threading.current_thread().name]
+    assert steps[3:] == ["walk"]
 
     def broken(export_dir, threads):  # type: ignore[no-untyped-def]
         raise RuntimeError("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF")
