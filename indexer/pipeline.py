@@ -377,7 +377,7 @@ def run(
     weights) that they load, when known: decoding can then start while the model loads.
     `prefetch` starts loading that model in the background; a first run into a library (it
     has vectors to make) calls it at once, and starts the decoders' server, so that both load
-    while this thread imports SQLAlchemy, walks and plans (~0.8 s of a ViT-B-32 run).
+    while this thread imports SQLAlchemy, walks and plans (the first batch ~0.5 s sooner).
     `embed_all`: the embed stage, with `_embed_all`'s arguments (indexer.rayengine's runs on
     Ray); planning, moves, deletions and the ANN index stay here.
     """
