@@ -138,6 +138,7 @@ def prefetch(export_dir: Path, *, threads: int = 0) -> None:
     key = (str(Path(export_dir)), 1 if threads == 0 else threads)
     if key in _PREFETCHED:
         return
+    _PREFETCHED.clear()  # one waits at most: a run that embedded nothing leaves its own behind
     future: Future[Any] = Future()
 
     def build() -> None:
