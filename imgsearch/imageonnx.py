@@ -80,7 +80,7 @@ class OnnxImageEncoder:
         self.spec = ModelSpec.from_json(manifest["spec"])  # the exported model's own spec
         self.precision: str = manifest["precision"]
         self.export_dir = export_dir
-        early = _PREFETCHED.pop((str(export_dir), threads), None)
+        early = _PREFETCHED.pop(_prefetch_key(export_dir, threads), None)
         try:
             self.session = early.result() if early else _session(export_dir, threads)
         except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -125,7 +125,17 @@ def _session(export_dir: Path, threads: int) -> Any:
     return ort.InferenceSession(str(export_dir / GRAPH), opts, providers=["CPUExecutionProvider"])
 
 
-_PREFETCHED: dict[tuple[str, int], Future[Any]] = {}
+_PREFETCHED: dict[tuple[str, int, int, int], Future[Any]] = {}
+
+
+def _prefetch_key(export_dir: Path, threads: int) -> tuple[str, int, int, int]:
+    """The folder, the thread count and the graph file's identity: a session built before
+    the export was rewritten is never handed out."""
+    try:
+        st = (Path(export_dir) / GRAPH).stat()
+    except OSError:
+        return (str(Path(export_dir)), threads, -1, -1)
+    return (str(Path(export_dir)), threads, st.st_mtime_ns, st.st_size)
 
 
 def prefetch(export_dir: Path, *, threads: int = 0) -> None:
@@ -135,7 +145,7 @@ def prefetch(export_dir: Path, *, threads: int = 0) -> None:
     starts its decoders meanwhile. onnxruntime is imported here, on the caller's thread."""
     import onnxruntime  # noqa: F401  (imports stay on one thread)
 
-    key = (str(Path(export_dir)), 1 if threads == 0 else threads)
+    key = _prefetch_key(export_dir, 1 if threads == 0 else threads)
     if key in _PREFETCHED:
         return
     _PREFETCHED.clear()  # one waits at most: a run that embedded nothing leaves its own behind
@@ -241,12 +251,17 @@ def _patch_embedding(
     (benchmarks/ONNX.md). Without them it takes the NCHW normalised input the conv took.
     """
     import torch
+    from open_clip.transformer import VisionTransformer
     from torch import nn
 
     visual = getattr(model, "visual", None)
     conv = getattr(visual, "conv1", None)
     grid = getattr(visual, "grid_size", None)
-    if not isinstance(conv, nn.Conv2d) or grid is None or not hasattr(visual, "_embeds"):
+    if (
+        not isinstance(conv, nn.Conv2d) or grid is None or not isinstance(visual, VisionTransformer)
+        or type(visual)._embeds is not VisionTransformer._embeds  # the conv's output is read
+        or type(visual).forward is not VisionTransformer.forward  # only as open_clip's does
+    ):  # fmt: skip
         return False
     p = conv.kernel_size
     if (

@@ -386,8 +386,8 @@ def run(
     if embed_all is None and roots and library.vector_count() == 0:
         if prefetch is not None:
             prefetch()
-        if _model_on_cpu(settings) or settings.decode == "cpu":
-            start_decode_server()
+        if settings.decode == "cpu" or (_model_on_cpu(settings) and settings.decode != "gpu"):
+            start_decode_server()  # the CPU decoders' server (GPU decoding preloads another)
     targets, missing = roots_mod.plan_targets(library, roots)
     roots_mod.check_location(
         str(library.path), [t.path for t in targets if t.is_dir], allowed=allow_nested

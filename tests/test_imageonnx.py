@@ -287,6 +287,38 @@ def test_patch_embedding_is_the_convolution_with_mean_and_std_folded_in(tiny_mod
         assert isinstance(padded.visual.conv1, torch.nn.Conv2d)
 
 
+def test_patch_embedding_on_a_wide_grid_with_a_conv_bias():
+    """Non-square input (4 x 6 patches) and a patch conv with a bias, both layouts."""
+    import copy
+
+    import torch
+    from open_clip.transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.visual = VisionTransformer(
+                image_size=(32, 48), patch_size=8, width=32, layers=1, heads=2, mlp_ratio=2,
+                output_dim=16,
+            )  # fmt: skip
+            self.visual.conv1 = torch.nn.Conv2d(3, 32, kernel_size=8, stride=8, bias=True)
+
+    pixels = torch.randint(0, 256, (3, 32, 48, 3)).float()
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    normalised = (pixels.permute(0, 3, 1, 2) / 255 - m) / s
+    with torch.no_grad():
+        base = Model().eval()
+        want = base.visual(normalised)
+        nchw, nhwc = copy.deepcopy(base), copy.deepcopy(base)
+        assert imageonnx._patch_embedding(nchw)
+        assert imageonnx._patch_embedding(nhwc, mean, std)
+        assert torch.allclose(nchw.visual(normalised), want, atol=1e-5)
+        assert torch.allclose(nhwc.visual(pixels), want, atol=1e-5)
+
+
 def test_exported_graph_takes_pixels_without_a_normalisation_pass(tiny_model):
     """The export says where the mean/std went, and its graph has no Conv, Sub or Div."""
     import onnx
@@ -344,6 +376,7 @@ def test_a_first_run_builds_its_onnx_session_while_it_walks(run, tiny_model, tmp
     assert steps[3:] == ["walk"]
 
     def broken(export_dir, threads):  # type: ignore[no-untyped-def]
+        built.append(threading.current_thread().name)
         raise RuntimeError("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF")
 
     monkeypatch.setattr(imageonnx, "_session", broken)
@@ -351,4 +384,30 @@ def test_a_first_run_builds_its_onnx_session_while_it_walks(run, tiny_model, tmp
         "index", first[0].parent, "--library", tmp_path / "new", "--model", tiny_model, code=1
     )
     assert "cannot load" in out.stderr and "INVALID_PROTOBUF; delete" in out.stderr, out.stderr
-    assert not imageonnx._PREFETCHED
+    assert built[-1] == "onnx-session" and not imageonnx._PREFETCHED
+
+
+def test_a_session_built_before_the_export_changed_is_not_handed_out(tiny_model, monkeypatch):
+    """The early session is keyed by the graph file's identity: rewritten since (a re-export),
+    the encoder builds its own."""
+    import threading
+
+    _, enc = _both(tiny_model)
+    built: list[str] = []
+    real = imageonnx._session
+
+    def session(export_dir, threads):  # type: ignore[no-untyped-def]
+        built.append(threading.current_thread().name)
+        return real(export_dir, threads)
+
+    monkeypatch.setattr(imageonnx, "_session", session)
+    graph = enc.export_dir / imageonnx.GRAPH
+    imageonnx.prefetch(enc.export_dir)
+    imageonnx.OnnxImageEncoder(enc.export_dir)
+    assert built == ["onnx-session"]
+    imageonnx.prefetch(enc.export_dir)
+    st = graph.stat()
+    os.utime(graph, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    imageonnx.OnnxImageEncoder(enc.export_dir)
+    assert built == ["onnx-session", "onnx-session", threading.current_thread().name]
+    imageonnx._PREFETCHED.clear()
