@@ -331,6 +331,21 @@ def test_exported_graph_takes_pixels_without_a_normalisation_pass(tiny_model):
     assert not ops & {"Conv", "Sub", "Div"}, ops
 
 
+def _session_builders(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """The names of the threads that build an image session, in order, from now on."""
+    import threading
+
+    built: list[str] = []
+    real = imageonnx._session
+
+    def session(export_dir, threads):  # type: ignore[no-untyped-def]
+        built.append(threading.current_thread().name)
+        return real(export_dir, threads)
+
+    monkeypatch.setattr(imageonnx, "_session", session)
+    return built
+
+
 def _noting(function, steps: list[str], step: str):  # type: ignore[no-untyped-def]
     def noted(*args, **kwargs):  # type: ignore[no-untyped-def]
         steps.append(step)
@@ -350,14 +365,7 @@ def test_a_first_run_builds_its_onnx_session_while_it_walks(run, tiny_model, tmp
 
     first = make_pictures(tmp_path / "a", 5)
     run("index", first[0].parent, "--model", tiny_model, "--library", tmp_path / "warm")
-    built: list[str] = []
-    real = imageonnx._session
-
-    def session(export_dir, threads):  # type: ignore[no-untyped-def]
-        built.append(threading.current_thread().name)
-        return real(export_dir, threads)
-
-    monkeypatch.setattr(imageonnx, "_session", session)
+    built = _session_builders(monkeypatch)
     steps: list[str] = []
     for owner, name, step in (
         (imageonnx, "prefetch", "session"),
@@ -393,14 +401,7 @@ def test_a_session_built_before_the_export_changed_is_not_handed_out(tiny_model,
     import threading
 
     _, enc = _both(tiny_model)
-    built: list[str] = []
-    real = imageonnx._session
-
-    def session(export_dir, threads):  # type: ignore[no-untyped-def]
-        built.append(threading.current_thread().name)
-        return real(export_dir, threads)
-
-    monkeypatch.setattr(imageonnx, "_session", session)
+    built = _session_builders(monkeypatch)
     graph = enc.export_dir / imageonnx.GRAPH
     imageonnx.prefetch(enc.export_dir)
     imageonnx.OnnxImageEncoder(enc.export_dir)
