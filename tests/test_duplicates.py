@@ -290,3 +290,18 @@ def test_a_crop_matches_one_of_its_originals_windows(tmp_path: Path) -> None:
     params = DuplicateParams(near_min_cosine=-1.0, neighbours=1, near_max_hash=8)
     groups = find_groups(ids, vectors, faiss_neighbours(vectors), facts, "near", params=params)
     assert [members(g) for g in groups] == [{0, 1, 2, 3, 4}]
+
+
+def test_a_flat_picture_hashes_the_same_at_any_size_and_colour_depth() -> None:
+    """A flat picture has no structure: its hashes carry the brightness bit only, never the
+    rounding noise of its zero AC terms (which differs by size and by BLAS), so two flat
+    copies of one colour always hash alike; a picture with structure does not."""
+    from imgsearch.photohash import picture_hash
+
+    flats = [Image.new("RGB", size, (120, 30, 200)) for size in [(300, 200), (97, 1000)]]
+    flats.append(Image.new("L", (640, 480), 90))
+    hashes = {picture_hash(im) for im in flats}
+    assert len(hashes) == 1
+    assert all(h == 1 << 63 for h in hashes.pop())  # DC above the median, nothing else
+    assert picture_hash(Image.new("RGB", (300, 200))) == (0,) * 10  # black: DC 0 as well
+    assert picture_hash(scene(3)) != picture_hash(flats[0])
