@@ -120,3 +120,21 @@ def test_a_gated_stream_decodes_only_while_its_consumer_waits(pictures):
     assert all(isinstance(item, Decoded) for item in first)
     assert [item.path for item in rest] == paths[4:]
     assert not any(isinstance(item, Decoded) for item in rest)
+
+
+def _threads_after_a_phash(path: str) -> int:
+    """In a decode worker: decode one photo (its pHash's matrix products load BLAS), then
+    count this process's threads."""
+    decode(path, SPEC, max_pixels=10**8)
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_decode_workers_run_single_threaded(pictures):
+    """One decoder per core is the design: a worker that let OpenBLAS start a thread per core
+    for the pHash's products ran at half the rate beside its sibling (benchmarks/ONNX.md)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2, mp_context=pipeline._decode_context()) as pool:
+        counts = list(pool.map(_threads_after_a_phash, [str(p) for p in pictures[:4]]))
+    assert counts == [1] * 4
