@@ -6,7 +6,10 @@ Each variant is a session on the cached export (made first if missing), run on t
 uint8 batch, round-robin so that a drifting machine hurts all alike. Reported per variant:
 images/s of wall-clock and images per CPU-second of this process (on a busy shared machine the
 second is the steadier figure), and the RSS the session added. int8: dynamic quantisation of
-the MatMul weights, with its fidelity against the fp32 export on the probe images.
+the MatMul weights, with its fidelity against the fp32 export on the probe images. `static`: the
+batch dimension fixed at the session (`add_free_dimension_override_by_name`), so that shapes
+are known when the graph is planned; `iobinding`: input and output bound once as OrtValues and
+the batch run with `run_with_iobinding`, the output buffer reused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -23,10 +27,21 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 
 
-def session(path: Path, *, threads: int, level: str = "all", arena: bool = True) -> object:
+def session(
+    path: Path,
+    *,
+    threads: int,
+    level: str = "all",
+    arena: bool = True,
+    static: int = 0,
+    iobinding: bool = False,
+) -> object:
+    """`iobinding` is the run's business (see `runner`), taken here so variants are one dict."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if static:
+        opts.add_free_dimension_override_by_name("batch", static)
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.enable_cpu_mem_arena = arena
@@ -37,6 +52,19 @@ def session(path: Path, *, threads: int, level: str = "all", arena: bool = True)
         "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     }[level]
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def runner(sess: object, x: np.ndarray, iobinding: bool, dim: int) -> Callable[[], object]:
+    """A no-argument call that embeds `x` once: plain `run`, or a run on bound OrtValues."""
+    if not iobinding:
+        return lambda: sess.run(None, {"pixels": x})  # type: ignore[attr-defined]
+    import onnxruntime as ort
+
+    binding = sess.io_binding()  # type: ignore[attr-defined]
+    binding.bind_ortvalue_input("pixels", ort.OrtValue.ortvalue_from_numpy(x))
+    out = ort.OrtValue.ortvalue_from_shape_and_type((len(x), dim), np.float32)
+    binding.bind_ortvalue_output("image_features", out)
+    return lambda: sess.run_with_iobinding(binding)  # type: ignore[attr-defined]
 
 
 def rss_mb() -> float:
@@ -72,6 +100,10 @@ def main() -> int:
         f"fp32 all t{cores} b16": (graph, dict(threads=cores), 16),
         f"fp32 all t{cores} b64": (graph, dict(threads=cores), 64),
         "fp32 all t1 b32": (graph, dict(threads=1), 32),
+        "fp32 all t1 b16": (graph, dict(threads=1), 16),
+        "fp32 all t1 b16 static": (graph, dict(threads=1, static=16), 16),
+        "fp32 all t1 b16 iobinding": (graph, dict(threads=1, iobinding=True), 16),
+        "fp32 all t1 b16 static+iobinding": (graph, dict(threads=1, static=16, iobinding=True), 16),
         f"fp32 extended t{cores} b32": (graph, dict(threads=cores, level="extended"), 32),
         f"fp32 none t{cores} b32": (graph, dict(threads=cores, level="none"), 32),
         f"fp32 no-arena t{cores} b32": (graph, dict(threads=cores, arena=False), 32),
@@ -86,20 +118,24 @@ def main() -> int:
         sessions[name] = session(path, **opts)
         added[name] = rss_mb() - before
     rng = np.random.default_rng(0)
+    from imgsearch.modelspec import ModelSpec
+
+    spec = ModelSpec.from_json(imageonnx._read_manifest(fp32)["spec"])
+    height, width = spec.preprocess.size
     figures = {name: [0, 0.0, 0.0] for name in variants}
     for _ in range(args.rounds):
-        for name, (_, _, batch) in variants.items():
-            x = rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
-            run = sessions[name].run  # type: ignore[attr-defined]
-            run(None, {"pixels": x})
+        for name, (_, opts, batch) in variants.items():
+            x = rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
+            run = runner(sessions[name], x, bool(opts.get("iobinding")), spec.dim)
+            run()
             t0, c0, n = time.perf_counter(), time.process_time(), 0
             while time.perf_counter() - t0 < args.seconds:
-                run(None, {"pixels": x})
+                run()
                 n += batch
             figures[name][0] += n
             figures[name][1] += time.perf_counter() - t0
             figures[name][2] += time.process_time() - c0
-    probes = imageonnx.probe_pixels(224, 224)
+    probes = imageonnx.probe_pixels(height, width)[:16]  # 16: the static variants' batch
     ref = sessions[next(iter(variants))].run(None, {"pixels": probes})[0]  # type: ignore[attr-defined]
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     print(f"load average {os.getloadavg()[0]:.1f} on {cores} cores")
