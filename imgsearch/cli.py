@@ -22,11 +22,14 @@ from imgsearch.paths import display
 
 # Commands that write nothing: when one has finished, the process leaves without the
 # interpreter's shutdown (module teardown, onnxruntime's session freed), ~40 ms of a 0.4 s cold
-# query (benchmarks/peers.py). Write commands exit normally, so every clean-up still runs.
+# query (benchmarks/peers.py). Other write commands exit normally, so every clean-up runs.
 READ_ONLY = frozenset({"query", "similar", "stats", "errors", "facets", "folders"})
 # Write commands that, once they have succeeded (everything committed, the library closed and
-# unlocked), run the clean-ups registered with atexit and then leave the same way: the
-# teardown of a fresh `index` (onnxruntime's weights freed, hundreds of modules) is ~0.2 s.
+# unlocked, Ray/Spark and the decode pools shut down by the run itself), run the atexit
+# callbacks and then leave the same way: the teardown of a fresh `index` (onnxruntime's weights
+# freed, hundreds of modules) is ~0.2 s. What is skipped: joining non-daemon threads (an unused
+# early session build, idle executor threads: nothing they hold is written anywhere) and the
+# module teardown.
 LEAVE_AFTER_SUCCESS = frozenset({"index"})
 _RAN: dict[str, str] = {}  # the subcommand this process ran, for main()
 
@@ -989,7 +992,7 @@ def main() -> None:
         if code != 130 and not (finished or succeeded):
             raise
         if succeeded:
-            atexit._run_exitfuncs()  # the clean-ups (Ray's shutdown, multiprocessing's) still run
+            atexit._run_exitfuncs()  # its callbacks (logging, multiprocessing's finalisers) run
         # Interrupted, and everything stored is committed and unlocked by now: leave without
         # the interpreter's shutdown, since on a Ctrl-C that landed in some library's clean-up
         # it could still end the process by SIGINT (-2) instead of the status 130 shells

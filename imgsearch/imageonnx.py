@@ -158,7 +158,9 @@ def prefetch(export_dir: Path, *, threads: int = 0) -> None:
             future.set_exception(exc)
 
     _PREFETCHED[key] = future
-    threading.Thread(target=build, name="onnx-session").start()  # joined at exit if unused
+    # non-daemon: an unused build is joined at a normal exit (a finished `index` leaves
+    # without waiting for it: the build only reads)
+    threading.Thread(target=build, name="onnx-session").start()
 
 
 def export_image_encoder(encoder: Encoder, dest_dir: Path, *, precision: str = "fp32") -> Path:
