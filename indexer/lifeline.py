@@ -9,6 +9,7 @@ forkserver.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -16,8 +17,9 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def exit_with_run() -> None:
-    """Pool initializer: exit when the run that asked for this worker dies, even by SIGKILL.
+def exit_with_run(nice: int = 0) -> None:
+    """Pool initializer: exit when the run that asked for this worker dies, even by SIGKILL;
+    with `nice`, run at that much lower CPU priority (DecodeStream's `nice`).
 
     A forkserver's worker is the forkserver's child, so PR_SET_PDEATHSIG ties it to the
     forkserver, and a worker still starting when the run dies misses that signal. The parent
@@ -29,6 +31,9 @@ def exit_with_run() -> None:
     from multiprocessing.connection import wait
 
     ignore_interrupts()
+    if nice:
+        with contextlib.suppress(OSError):  # not allowed: at normal priority it still decodes
+            os.nice(nice)
     run = multiprocessing.parent_process()
     if run is None:
         return

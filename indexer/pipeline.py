@@ -50,6 +50,14 @@ else:
 log = logging.getLogger(__name__)
 # Images decoded ahead while the model loads: 16 batches of 32 at 224 px hold ~75 MB.
 STARTUP_BATCHES = 16
+# Decoders beside a model on the CPU run at this niceness: the model's runs keep their cores
+# and the decoders take what those leave (a run's uneven halves, the writes between batches).
+# 500 photos, ViT-B-32-256, 2 cores: 31.0-33.2 s against 33.4-35.6 s at 0 (benchmarks/ONNX.md).
+DECODE_NICE = 19
+# ... unless they starve: when the consumer has waited this long for decoded images, and this
+# share of the stream's time, other programs have the cores, and the decoders go back to normal
+# priority (a new pool takes every chunk not yet started).
+STARVED_S, STARVED_SHARE = 2.0, 0.25
 
 
 @dataclass
@@ -245,7 +253,10 @@ class DecodeStream:
     decoded one and asks for more, i.e. between its model batches. On CPU the model's threads
     and the decoders share the cores, and decoders running under the model stall its OpenMP
     threads at every barrier: 500 12 MP photos on 2 cores took 41.8-48.2 s gated (mean 45.2),
-    45.3-48.4 s with the workers at nice 19 (46.5) and 47.3-50.1 s overlapped (48.7).
+    45.3-48.4 s with the workers at nice 19 (46.5) and 47.3-50.1 s overlapped (48.7) (torch).
+
+    `nice`: the workers' niceness (DECODE_NICE beside onnxruntime's single-threaded runs, which
+    have no barriers to stall); after STARVED_S of waiting the stream goes back to 0.
     """
 
     def __init__(
@@ -259,14 +270,20 @@ class DecodeStream:
         startup: int = 0,
         for_device: bool = False,
         gated: bool = False,
+        nice: int = 0,
     ) -> None:
         self.spec = spec
         self.for_device = for_device
         self.gated = gated
+        self.nice = nice
+        self._workers = workers
+        self._waited = 0.0
+        self._started = time.perf_counter()
+        self._old_pools: list[ProcessPoolExecutor] = []
         self._work = _prepare_chunk if for_device else _decode_chunk
         self._args = (spec, max_pixels)
         self._pool: ProcessPoolExecutor | None = None
-        self._pending: deque[Future[list[Any]]] = deque()
+        self._pending: deque[tuple[Future[list[Any]], Sequence[str]]] = deque()
         self._inline = workers <= 1 and len(paths) < 8
         chunk = 16 if for_device else 4  # prepare costs ~1 ms a file: amortise the pickling
         self._chunks = iter([paths[i : i + chunk] for i in range(0, len(paths), chunk)])
@@ -274,23 +291,54 @@ class DecodeStream:
         self._max_pending = max(1 if gated else 2 * workers, lookahead // chunk)
         if self._inline:
             return
+        self._pool = self._new_pool()
+        self._fill(max(self._max_pending, startup // chunk))
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=_decode_context(for_device),
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=_decode_context(self.for_device),
             initializer=lifeline.exit_with_run,
+            initargs=(self.nice,),
         )
-        self._fill(max(self._max_pending, startup // chunk))
 
     def _fill(self, upto: int) -> None:
         assert self._pool is not None
         while len(self._pending) < upto and (part := next(self._chunks, None)) is not None:
-            self._pending.append(self._pool.submit(self._work, part, *self._args))
+            self._pending.append((self._pool.submit(self._work, part, *self._args), part))
 
     def backlog(self) -> int:
         """Images decoded and waiting to be taken (0 for inline decoding)."""
-        return sum(len(f.result()) for f in self._pending if f.done() and not f.cancelled())
+        return sum(len(f.result()) for f, _ in self._pending if f.done() and not f.cancelled())
+
+    def _result(self, fut: Future[list[Any]]) -> list[Any]:
+        """A chunk's images; time spent waiting for it counts towards starvation."""
+        if not fut.done():
+            t0 = time.perf_counter()
+            fut.result()
+            self._waited += time.perf_counter() - t0
+        elapsed = time.perf_counter() - self._started
+        if self.nice and self._waited >= STARVED_S and self._waited >= STARVED_SHARE * elapsed:
+            self._renice()
+        return fut.result()
+
+    def _renice(self) -> None:
+        """Other programs have the cores: chunks not yet started go to a pool at normal
+        priority (the old one finishes what it has started, in order)."""
+        assert self._pool is not None
+        log.info("decoders waited %.1f s for the CPU: back at normal priority", self._waited)
+        self.nice = 0
+        old, self._pool = self._pool, self._new_pool()
+        self._old_pools.append(old)
+        moved: deque[tuple[Future[list[Any]], Sequence[str]]] = deque()
+        for fut, part in self._pending:
+            if fut.cancel():
+                fut = self._pool.submit(self._work, part, *self._args)
+            moved.append((fut, part))
+        self._pending = moved
+        old.shutdown(wait=False)
 
     def __iter__(self) -> Iterator[Decoded | DecodeFailed | JpegPayload]:
         if self._inline:
@@ -299,7 +347,7 @@ class DecodeStream:
             return
         try:
             while self._pending:
-                done = self._pending.popleft().result()
+                done = self._result(self._pending.popleft()[0])
                 if not self.gated:
                     self._fill(self._max_pending)
                 yield from done
@@ -311,12 +359,13 @@ class DecodeStream:
 
     def close(self) -> None:
         """Stop decoding (what is in flight is dropped) and shut the pool down."""
-        for fut in self._pending:
+        for fut, _ in self._pending:
             fut.cancel()
         self._pending.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for pool in [*self._old_pools, *([self._pool] if self._pool is not None else [])]:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._old_pools.clear()
+        self._pool = None
 
     def __enter__(self) -> DecodeStream:
         return self
@@ -626,16 +675,7 @@ def _load_and_decode(
     """Load the model with decoding already running when its input geometry is known (the
     library's model, or one this machine has loaded before); the loaded model's own spec,
     device and decoder are checked, and decoding restarts if the guess was wrong."""
-    workers = settings.workers or (os.cpu_count() or 1)
-    batch = settings.batch_size
-
-    def decoding(spec: PreprocessSpec, *, on_cpu: bool, for_device: bool = False) -> DecodeStream:
-        return DecodeStream(
-            paths, spec, workers=workers, max_pixels=settings.max_pixels,
-            lookahead=batch if on_cpu else 3 * batch, startup=STARTUP_BATCHES * batch,
-            for_device=for_device, gated=on_cpu,
-        )  # fmt: skip
-
+    decoding = _stream_factory(paths, settings)
     stored = library.model_spec()
     expected = stored or (modelspec.remembered(*model) if model else None)
     on_cpu = _model_on_cpu(settings)
@@ -661,6 +701,22 @@ def _load_and_decode(
         early.close()
     stream = decoding(encoder.spec.preprocess, on_cpu=on_cpu, for_device=on_device is not None)
     return encoder, on_device, stream
+
+
+def _stream_factory(paths: Sequence[str], settings: Settings) -> Callable[..., DecodeStream]:
+    """The run's decode stream for a model's preprocessing: beside a model on the CPU, gated
+    and at DECODE_NICE; beside a GPU, ahead of it at normal priority."""
+    workers = settings.workers or (os.cpu_count() or 1)
+    batch = settings.batch_size
+
+    def decoding(spec: PreprocessSpec, *, on_cpu: bool, for_device: bool = False) -> DecodeStream:
+        return DecodeStream(
+            paths, spec, workers=workers, max_pixels=settings.max_pixels,
+            lookahead=batch if on_cpu else 3 * batch, startup=STARTUP_BATCHES * batch,
+            for_device=for_device, gated=on_cpu, nice=DECODE_NICE if on_cpu else 0,
+        )  # fmt: skip
+
+    return decoding
 
 
 def _model_on_cpu(settings: Settings) -> bool:

@@ -140,3 +140,53 @@ def test_decode_workers_run_their_blas_on_one_thread(pictures):
     with ProcessPoolExecutor(2, mp_context=pipeline._decode_context()) as pool:
         started = list(pool.map(_threads_a_decode_starts, [str(p) for p in pictures[:4]]))
     assert started == [0] * 4
+
+
+def test_decoders_beside_a_cpu_model_run_at_low_priority(pictures):
+    """`index` with the model on the CPU gives its decoders DECODE_NICE: the model's runs keep
+    their cores and the decoders take what those leave."""
+    paths = [str(p) for p in pictures[:12]]
+    base = os.nice(0)
+    with pipeline.DecodeStream(
+        paths, SPEC, workers=2, max_pixels=10**8, lookahead=8, gated=True, nice=5
+    ) as stream:
+        assert stream._pool is not None
+        assert stream._pool.submit(os.nice, 0).result() == min(base + 5, 19)
+        assert [item.path for item in stream] == paths
+
+
+def test_starved_decoders_go_back_to_normal_priority_and_lose_nothing(pictures, monkeypatch):
+    """When the consumer has waited long enough for decoded images (other programs have the
+    cores), chunks not yet started move to a pool at normal priority; order and content stay."""
+    monkeypatch.setattr(pipeline, "STARVED_S", 0.0)  # starved from the first chunk on
+    monkeypatch.setattr(pipeline, "STARVED_SHARE", 0.0)
+    paths = [str(p) for p in pictures[:24]]
+    want = [decode(p, SPEC, max_pixels=10**8).pixels for p in paths]
+    base = os.nice(0)
+    stream = pipeline.DecodeStream(
+        paths, SPEC, workers=2, max_pixels=10**8, lookahead=8, gated=True, nice=5
+    )
+    items = iter(stream)
+    got = [next(items)]
+    assert stream.nice == 0 and stream._pool is not None
+    assert stream._pool.submit(os.nice, 0).result() == base  # the new pool: normal priority
+    got += list(items)
+    assert [item.path for item in got] == paths
+    for item, pixels in zip(got, want):
+        np.testing.assert_array_equal(item.pixels, pixels)
+
+
+def test_a_cpu_index_asks_for_low_priority_decoders_and_a_gpu_one_does_not(monkeypatch):
+    """The run's streams: gated at DECODE_NICE beside a CPU model, normal priority beside a GPU."""
+    made: list[tuple[bool, int]] = []
+
+    class Stream:
+        def __init__(self, paths, spec, **kwargs):
+            made.append((kwargs["gated"], kwargs["nice"]))
+
+    monkeypatch.setattr(pipeline, "DecodeStream", Stream)
+    for device in ("cpu", "cuda"):
+        settings = type("S", (), {"workers": 2, "batch_size": 4, "max_pixels": 10**8})()
+        decoding = pipeline._stream_factory(["a.jpg"], settings)  # type: ignore[arg-type]
+        decoding(SPEC, on_cpu=device == "cpu")
+    assert made == [(True, pipeline.DECODE_NICE), (False, 0)] and pipeline.DECODE_NICE > 0
