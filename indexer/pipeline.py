@@ -255,8 +255,9 @@ class DecodeStream:
     threads at every barrier: 500 12 MP photos on 2 cores took 41.8-48.2 s gated (mean 45.2),
     45.3-48.4 s with the workers at nice 19 (46.5) and 47.3-50.1 s overlapped (48.7) (torch).
 
-    `nice`: the workers' niceness (DECODE_NICE beside onnxruntime's single-threaded runs, which
-    have no barriers to stall); after STARVED_S of waiting the stream goes back to 0.
+    `nice`: the workers' niceness (DECODE_NICE beside any model on the CPU: onnxruntime's
+    single-threaded runs have no barriers to stall, and torch's were not slower); once the
+    consumer has waited STARVED_S (and STARVED_SHARE of the time), the stream goes back to 0.
     """
 
     def __init__(
