@@ -31,7 +31,7 @@ from imgsearch.modelspec import ModelSpec
 if TYPE_CHECKING:
     from imgsearch.encoder import Encoder
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 GRAPH = "image_encoder.onnx"
 WEIGHTS = "image_encoder.onnx.data"
@@ -195,6 +195,7 @@ def export_image_encoder(encoder: Encoder, dest_dir: Path, *, precision: str = "
             "model": encoder.spec.label(),
             "spec": encoder.spec.to_json(),  # preprocessing for the decoders, mean/std in-graph
             "normalisation": graph.normalisation,
+            "last_block": graph.last_block,
             "versions": _versions(),
         }
         manifest["self_check"] = _self_check(encoder, tmp, manifest)
@@ -220,6 +221,7 @@ def _image_graph(encoder: Encoder) -> Any:
 
     else:
         model = copy.deepcopy(model)
+    pruned = _pooled_token_only(model)
     _plain_attention(model)
     folded = _patch_embedding(model, pre.mean, pre.std)
 
@@ -238,6 +240,7 @@ def _image_graph(encoder: Encoder) -> Any:
 
     graph = ImageGraph().eval()
     graph.normalisation = "folded into the patch embedding" if folded else "in the graph"
+    graph.last_block = "the pooled token only" if pruned else "every token"
     return graph
 
 
@@ -311,7 +314,6 @@ def _plain_attention(model: Any) -> None:
     MatMul/Softmax only. Blocks of other kinds are left alone (they export, only slower).
     """
     import torch
-    from open_clip.transformer import ResidualAttentionBlock
     from torch import nn
 
     visual = getattr(model, "visual", None)
@@ -336,17 +338,84 @@ def _plain_attention(model: Any) -> None:
             return attn.out_proj(out), None
 
     for block in blocks:
-        attn = getattr(block, "attn", None)
-        if (
-            type(block) is ResidualAttentionBlock
-            and isinstance(attn, nn.MultiheadAttention)
-            and attn.batch_first
-            and attn._qkv_same_embed_dim
-            and attn.bias_k is None
-            and not attn.add_zero_attn
-            and not hasattr(block, "ln_1_kv")
-        ):
-            block.attn = PlainAttention(attn)
+        if _standard_block(block):
+            block.attn = PlainAttention(block.attn)
+
+
+def _standard_block(block: Any) -> bool:
+    """open_clip's own residual block with a batch-first self-attention of the usual layout
+    (one in-projection, no extra key/value bias or zero attention)."""
+    from open_clip.transformer import ResidualAttentionBlock
+    from torch import nn
+
+    attn = getattr(block, "attn", None)
+    return (
+        type(block) is ResidualAttentionBlock
+        and isinstance(attn, nn.MultiheadAttention)
+        and attn.batch_first
+        and attn._qkv_same_embed_dim
+        and attn.bias_k is None
+        and not attn.add_zero_attn
+        and not hasattr(block, "ln_1_kv")
+    )
+
+
+def _pooled_token_only(model: Any) -> bool:
+    """Run a ViT's last block for the class token alone; True when it did.
+
+    A 'tok'-pooled tower reads one token of the last block's output, so that block's queries,
+    attention output, out-projection and MLP are needed for that token only; its keys and
+    values still cover every token. The same maths with 10 of the block's 12 matrix products
+    per token skipped for all but one token: ~6.8% of ViT-B-32-256's multiply-adds.
+    onnxruntime cannot find this itself (the Gather that picks the token sits after the block).
+    """
+    import torch
+    from open_clip.transformer import Transformer, VisionTransformer
+    from torch import nn
+
+    visual = getattr(model, "visual", None)
+    transformer = getattr(visual, "transformer", None)
+    blocks = getattr(transformer, "resblocks", None)
+    pos = getattr(visual, "positional_embedding", None)
+    if (
+        not isinstance(visual, VisionTransformer) or not blocks or pos is None
+        or type(visual).forward is not VisionTransformer.forward
+        or type(visual)._pool is not VisionTransformer._pool
+        or type(visual)._global_pool is not VisionTransformer._global_pool
+        or type(transformer).forward is not Transformer.forward
+        or visual.attn_pool is not None or visual.pool_type != "tok" or visual.output_tokens
+        or not transformer.batch_first or not _standard_block(blocks[-1])
+        or blocks[-1].attn.in_proj_bias is None
+    ):  # fmt: skip
+        return False
+    last = blocks[-1]
+    attn: nn.MultiheadAttention = last.attn
+    heads, width, length = attn.num_heads, attn.embed_dim, int(pos.shape[0])
+    w, b = attn.in_proj_weight.detach(), attn.in_proj_bias.detach()
+
+    class PooledBlock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = last
+            self.register_buffer("q_weight", w[:width].clone())
+            self.register_buffer("q_bias", b[:width].clone())
+            self.register_buffer("kv_weight", w[width:].clone())
+            self.register_buffer("kv_bias", b[width:].clone())
+
+        def forward(self, x: torch.Tensor, attn_mask: Any = None) -> torch.Tensor:
+            block, hd = self.block, width // heads
+            y = block.ln_1(x)
+            q = nn.functional.linear(y[:, :1], self.q_weight, self.q_bias)
+            kv = nn.functional.linear(y, self.kv_weight, self.kv_bias)
+            k, v = kv.reshape(-1, length, 2, heads, hd).permute(2, 0, 3, 1, 4)
+            q = q.reshape(-1, 1, heads, hd).transpose(1, 2)
+            scores = (q * hd**-0.5) @ k.transpose(-1, -2)
+            out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, 1, width)
+            x = x[:, :1] + block.ls_1(attn.out_proj(out))
+            return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+    blocks[-1] = PooledBlock()
+    return True
 
 
 def _trace(graph: Any, sample: npt.NDArray[np.uint8], folder: Path) -> Path:

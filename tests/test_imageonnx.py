@@ -319,6 +319,43 @@ def test_patch_embedding_on_a_wide_grid_with_a_conv_bias():
         assert torch.allclose(nhwc.visual(pixels), want, atol=1e-5)
 
 
+def test_last_block_runs_for_the_class_token_alone():
+    """A 'tok'-pooled ViT (with and without layer scale, LayerNorm before or after pooling)
+    gives the same vectors with its last block on the class token only; towers that read
+    every token of that block (average pooling, attention pooling) are left alone."""
+    import copy
+
+    import torch
+    from open_clip.transformer import VisionTransformer
+
+    class Model(torch.nn.Module):
+        def __init__(self, **extra: object) -> None:
+            super().__init__()
+            self.visual = VisionTransformer(
+                image_size=32, patch_size=8, width=32, layers=2, heads=4, mlp_ratio=2,
+                output_dim=16, **extra,
+            ).eval()  # fmt: skip
+            for block in self.visual.transformer.resblocks:  # away from the initial zeros
+                block.attn.in_proj_bias.data.normal_()
+
+    torch.manual_seed(0)
+    pixels = torch.randn(3, 3, 32, 32)
+    for extra in ({}, {"ls_init_value": 0.5}, {"final_ln_after_pool": True}):
+        model = Model(**extra)
+        pruned = copy.deepcopy(model)
+        with torch.no_grad():
+            assert imageonnx._pooled_token_only(pruned), extra
+            imageonnx._plain_attention(pruned)
+            want, got = model.visual(pixels), pruned.visual(pixels)
+        assert got.shape == want.shape == (3, 16)
+        assert torch.allclose(got, want, atol=1e-5), (extra, (got - want).abs().max())
+    for extra in ({"pool_type": "avg"}, {"attentional_pool": True, "attn_pooler_heads": 4}):
+        model = Model(**extra)
+        last = model.visual.transformer.resblocks[-1]
+        assert not imageonnx._pooled_token_only(model), extra
+        assert model.visual.transformer.resblocks[-1] is last
+
+
 def test_exported_graph_takes_pixels_without_a_normalisation_pass(tiny_model):
     """The export says where the mean/std went, and its graph has no Conv, Sub or Div."""
     import onnx
@@ -326,6 +363,7 @@ def test_exported_graph_takes_pixels_without_a_normalisation_pass(tiny_model):
     _, onnx_enc = _both(tiny_model)
     manifest = json.loads((onnx_enc.export_dir / "manifest.json").read_text())
     assert manifest["normalisation"] == "folded into the patch embedding"
+    assert manifest["last_block"] == "the pooled token only"
     graph = onnx.load(str(onnx_enc.export_dir / imageonnx.GRAPH), load_external_data=False)
     ops = {node.op_type for node in graph.graph.node}
     assert not ops & {"Conv", "Sub", "Div"}, ops
