@@ -382,7 +382,9 @@ def _pooled_token_only(model: Any) -> bool:
         or type(visual).forward is not VisionTransformer.forward
         or type(visual)._pool is not VisionTransformer._pool
         or type(visual)._global_pool is not VisionTransformer._global_pool
+        or type(visual)._embeds is not VisionTransformer._embeds  # token 0: the class token
         or type(transformer).forward is not Transformer.forward
+        or transformer.grad_checkpointing  # its checkpoint() call passes k_x, v_x
         or visual.attn_pool is not None or visual.pool_type != "tok" or visual.output_tokens
         or not transformer.batch_first or not _standard_block(blocks[-1])
         or blocks[-1].attn.in_proj_bias is None
@@ -411,7 +413,7 @@ def _pooled_token_only(model: Any) -> bool:
             q = q.reshape(-1, 1, heads, hd).transpose(1, 2)
             scores = (q * hd**-0.5) @ k.transpose(-1, -2)
             out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, 1, width)
-            x = x[:, :1] + block.ls_1(attn.out_proj(out))
+            x = x[:, :1] + block.ls_1(block.attn.out_proj(out))
             return x + block.ls_2(block.mlp(block.ln_2(x)))
 
     blocks[-1] = PooledBlock()

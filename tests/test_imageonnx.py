@@ -335,8 +335,9 @@ def test_last_block_runs_for_the_class_token_alone():
                 image_size=32, patch_size=8, width=32, layers=2, heads=4, mlp_ratio=2,
                 output_dim=16, **extra,
             ).eval()  # fmt: skip
-            for block in self.visual.transformer.resblocks:  # away from the initial zeros
-                block.attn.in_proj_bias.data.normal_()
+            for name, value in self.visual.named_parameters():  # away from initial 0s and 1s
+                if name.endswith(("bias", "gamma")) or ".ln_" in name:
+                    value.data.normal_()
 
     torch.manual_seed(0)
     pixels = torch.randn(3, 3, 32, 32)
@@ -349,7 +350,11 @@ def test_last_block_runs_for_the_class_token_alone():
             want, got = model.visual(pixels), pruned.visual(pixels)
         assert got.shape == want.shape == (3, 16)
         assert torch.allclose(got, want, atol=1e-5), (extra, (got - want).abs().max())
-    for extra in ({"pool_type": "avg"}, {"attentional_pool": True, "attn_pooler_heads": 4}):
+    for extra in (
+        {"pool_type": "avg"},
+        {"attentional_pool": True, "attn_pooler_heads": 4},
+        {"output_tokens": True},
+    ):
         model = Model(**extra)
         last = model.visual.transformer.resblocks[-1]
         assert not imageonnx._pooled_token_only(model), extra
