@@ -40,6 +40,9 @@ MIN_COSINE = 0.9999  # export self-check: ONNX vs torch fp32 on every probe imag
 MIN_COSINE_INT8 = 0.99  # opt-in int8 trades fidelity for speed; checked, but looser
 TOP_K = 10
 PROBES = 24
+# Images per run of a single-threaded stream: ViT-B-32-256, 2 streams, batch 32 split into runs
+# of 16 / 8 / 4 gave 14.4 / 15.4 / 15.0 img/s (ViT-B-32: 17.5 / 19.0 / 19.4), benchmarks/ONNX.md
+RUN_IMAGES = 8
 OPSET = 17
 
 
@@ -93,10 +96,12 @@ class OnnxImageEncoder:
 
     def _forward(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """The graph on `batch`, split over `streams` concurrent runs of the one session
-        (onnxruntime's Run is thread-safe and releases the GIL)."""
-        parts = min(self.streams, len(batch))
-        if parts <= 1:
+        (onnxruntime's Run is thread-safe and releases the GIL), each stream taking runs of
+        at most RUN_IMAGES images: smaller runs keep a block's activations in cache."""
+        if self.streams <= 1 or len(batch) <= 1:
             return self._run(batch)
+        rounds = -(-len(batch) // (self.streams * RUN_IMAGES))  # every stream: as many runs
+        parts = min(len(batch), self.streams * rounds)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 

@@ -81,8 +81,9 @@ def test_onnx_matches_trained_torch_on_shapes(trained_model, tmp_path):
 
 
 def test_concurrent_runs_give_the_rows_of_one_run(tiny_model):
-    """A batch split over one run per core comes back whole, in order, with the same vectors
-    as one run on the whole batch (odd sizes too: 1 image runs once)."""
+    """A batch split over one stream per core, in runs of at most RUN_IMAGES, comes back
+    whole, in order, with the same vectors as one run on the whole batch (odd sizes too:
+    1 image runs once; every stream gets as many runs, of sizes one apart)."""
     _, one = _both(tiny_model)
     pixels = _pixels(real_photos(33), one.spec.preprocess)
     parallel = imageonnx.OnnxImageEncoder(one.export_dir)
@@ -92,12 +93,13 @@ def test_concurrent_runs_give_the_rows_of_one_run(tiny_model):
     parallel._run = lambda batch: seen.append(len(batch)) or run(batch)
     single = imageonnx.OnnxImageEncoder(one.export_dir, threads=1)
     assert single.streams == 1
-    for n in (1, 2, 33):
+    assert imageonnx.RUN_IMAGES == 8  # the sizes below follow from it
+    for n, runs in ((1, [1]), (2, [1, 1]), (24, [8] * 3), (33, [5, 5, 5, 6, 6, 6])):
         seen.clear()
         got, want = parallel.embed_pixels(pixels[:n]), single.embed_pixels(pixels[:n])
         assert got.shape == want.shape == (n, one.dim)
         assert np.allclose(got, want, atol=1e-6)
-        assert sorted(seen) == sorted(len(a) for a in np.array_split(np.arange(n), min(3, n)))
+        assert sorted(seen) == runs, n
 
 
 def test_first_run_exports_and_later_runs_reuse(run, tmp_path, pictures):
