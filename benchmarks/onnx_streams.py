@@ -1,9 +1,11 @@
 """The image tower's threading on the CPU: one run on every core's thread, against one
-single-threaded run per core at once on halves of each batch (what `OnnxImageEncoder` does by
-default). Random uint8 batches, interleaved rounds, one process; the export must exist (any
+single-threaded stream per core at once on shares of each batch (what `OnnxImageEncoder` does by
+default), each stream in runs of at most `--run-images` images (the default's RUN_IMAGES among
+them). Random uint8 batches, interleaved rounds, one process; the export must exist (any
 `imgsearch index --model MODEL --pretrained none` makes it).
 
-    python benchmarks/onnx_streams.py [--model ViT-B-32-256] [-n 128] [--rounds 3] [--out FILE]
+    python benchmarks/onnx_streams.py [--model ViT-B-32-256] [-n 128] [--rounds 3]
+        [--run-images 16,8,4] [--out FILE]
 """
 
 from __future__ import annotations
@@ -30,28 +32,35 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=128, help="images per timed pass")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--run-images", default="16,8,4", help="images per run of a stream")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     folder = exports.image_export_dir(args.model, "none")
     if not imageonnx.exported(folder):
         sys.exit(f"no ONNX export of {args.model} in {folder}: index once with that model first")
     cores = os.cpu_count() or 1
+    streams = imageonnx.OnnxImageEncoder(folder)
+    default = imageonnx.RUN_IMAGES
     variants = {
-        f"one run on {cores} threads": imageonnx.OnnxImageEncoder(folder, threads=cores),
-        f"{cores} runs at once, 1 thread each (default)": imageonnx.OnnxImageEncoder(folder),
+        f"one run on {cores} threads": (imageonnx.OnnxImageEncoder(folder, threads=cores), 0)
     }
-    h, w = next(iter(variants.values())).spec.preprocess.size
+    for k in (int(x) for x in args.run_images.split(",") if x):
+        mark = " (default)" if k == default else ""
+        variants[f"{cores} streams at once, 1 thread each, runs of {k}{mark}"] = (streams, k)
+    h, w = streams.spec.preprocess.size
     pixels = np.random.default_rng(0).integers(0, 256, (args.batch, h, w, 3), dtype=np.uint8)
     rates: dict[str, list[float]] = {name: [] for name in variants}
-    for enc in variants.values():
+    for enc, _ in variants.values():
         enc.embed_pixels(pixels)  # warm-up: pre-packing, arena
     for r in range(args.rounds):
         order = list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]
-        for name, enc in order:
+        for name, (enc, k) in order:
+            imageonnx.RUN_IMAGES = k or default  # read by OnnxImageEncoder at each batch
             start = time.perf_counter()
             for _ in range(0, args.n, args.batch):
                 enc.embed_pixels(pixels)
             rates[name].append(args.n / (time.perf_counter() - start))
+    imageonnx.RUN_IMAGES = default
     load = os.getloadavg()[0]
     result = {
         "model": args.model, "batch": args.batch, "cores": cores, "load_average_end": load,
