@@ -55,12 +55,11 @@ def main() -> None:
     for r in range(args.rounds):
         order = list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]
         for name, (enc, k) in order:
-            imageonnx.RUN_IMAGES = k or default  # read by OnnxImageEncoder at each batch
+            enc.run_images = k or default
             start = time.perf_counter()
             for _ in range(0, args.n, args.batch):
                 enc.embed_pixels(pixels)
             rates[name].append(args.n / (time.perf_counter() - start))
-    imageonnx.RUN_IMAGES = default
     load = os.getloadavg()[0]
     result = {
         "model": args.model, "batch": args.batch, "cores": cores, "load_average_end": load,

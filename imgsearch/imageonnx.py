@@ -75,6 +75,7 @@ class OnnxImageEncoder:
         export_dir = Path(export_dir)
         cores = os.cpu_count() or 1
         self.streams = cores if threads == 0 else 1
+        self.run_images = RUN_IMAGES  # a stream's images per run (benchmarks vary it)
         self._pool: Any = None
         manifest = manifest or _read_manifest(export_dir)
         self._open(export_dir, manifest, 1 if threads == 0 else threads)
@@ -97,10 +98,10 @@ class OnnxImageEncoder:
     def _forward(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """The graph on `batch`, split over `streams` concurrent runs of the one session
         (onnxruntime's Run is thread-safe and releases the GIL), each stream taking runs of
-        at most RUN_IMAGES images: smaller runs keep a block's activations in cache."""
+        at most `run_images` images: smaller runs keep a block's activations in cache."""
         if self.streams <= 1 or len(batch) <= 1:
             return self._run(batch)
-        rounds = -(-len(batch) // (self.streams * RUN_IMAGES))  # every stream: as many runs
+        rounds = -(-len(batch) // (self.streams * self.run_images))  # every stream: as many runs
         parts = min(len(batch), self.streams * rounds)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -338,13 +339,19 @@ def _plain_attention(model: Any) -> None:
             heads, width = attn.num_heads, attn.embed_dim
             qkv = nn.functional.linear(q, attn.in_proj_weight, attn.in_proj_bias)
             q, k, v = qkv.reshape(-1, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-            scores = (q * (width // heads) ** -0.5) @ k.transpose(-1, -2)
-            out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, length, width)
-            return attn.out_proj(out), None
+            return attn.out_proj(_attend(q, k, v, length, heads, width)), None
 
     for block in blocks:
         if _standard_block(block):
             block.attn = PlainAttention(block.attn)
+
+
+def _attend(q: Any, k: Any, v: Any, tokens: int, heads: int, width: int) -> Any:
+    """Scaled dot-product attention on (N, heads, tokens, head width) tensors, as plain ops;
+    the heads joined back into (N, query tokens, width). The sizes come as Python ints: read
+    off the tensors, the trace would record them as Shape/Gather ops."""
+    scores = (q * (width // heads) ** -0.5) @ k.transpose(-1, -2)
+    return (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, tokens, width)
 
 
 def _standard_block(block: Any) -> bool:
@@ -416,9 +423,7 @@ def _pooled_token_only(model: Any) -> bool:
             kv = nn.functional.linear(y, self.kv_weight, self.kv_bias)
             k, v = kv.reshape(-1, length, 2, heads, hd).permute(2, 0, 3, 1, 4)
             q = q.reshape(-1, 1, heads, hd).transpose(1, 2)
-            scores = (q * hd**-0.5) @ k.transpose(-1, -2)
-            out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(-1, 1, width)
-            x = x[:, :1] + block.ls_1(block.attn.out_proj(out))
+            x = x[:, :1] + block.ls_1(block.attn.out_proj(_attend(q, k, v, 1, heads, width)))
             return x + block.ls_2(block.mlp(block.ln_2(x)))
 
     blocks[-1] = PooledBlock()
