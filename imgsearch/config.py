@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from imgsearch.errors import ConfigError
+from imgsearch.userdirs import user_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-APP_NAME = "imgsearch"
 ENV_PREFIX = "IMGSEARCH_"
 
 
@@ -57,9 +57,7 @@ class Settings:
         """The library folder: the setting, or the XDG data dir's `library`."""
         if self.library:
             return Path(self.library).expanduser().resolve()
-        from platformdirs import user_data_path
-
-        return user_data_path(APP_NAME) / "library"
+        return user_dir("data") / "library"
 
 
 TEMPLATE_MODES = ("none", "photo", "ensemble")
@@ -93,9 +91,7 @@ def packaged_config_path() -> Path:
 
 def user_config_path() -> Path:
     """The user's config file in the XDG config dir (it need not exist)."""
-    from platformdirs import user_config_path as _ucp
-
-    return _ucp(APP_NAME) / "config.toml"
+    return user_dir("config") / "config.toml"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

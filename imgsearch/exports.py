@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,9 +31,9 @@ IMAGE = "image-encoders"
 
 
 def cache_root(kind: str = TEXT) -> Path:
-    from platformdirs import user_cache_path
+    from imgsearch.userdirs import user_dir
 
-    return user_cache_path("imgsearch") / kind
+    return user_dir("cache") / kind
 
 
 def model_key(encoder: Encoder) -> str:
@@ -50,6 +48,7 @@ def weights_key(name: str, pretrained: str, *extra: object) -> str:
     Needs neither torch nor the model: an index run finds its image export from the library's
     (or the command line's) model name alone.
     """
+    import hashlib
     from importlib.metadata import version
 
     parts: list[object] = [name, pretrained, *extra, version("open_clip_torch")]
@@ -86,6 +85,8 @@ def cached_export(
 
 def _link_tree(src: Path, dest: Path) -> None:
     """Install a copy of `src` at `dest` atomically: hard links where possible."""
+    import shutil
+
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -85,9 +85,9 @@ class ModelSpec:
 
 
 def _seen_path() -> Path:
-    from platformdirs import user_cache_path
+    from imgsearch.userdirs import user_dir
 
-    return user_cache_path("imgsearch") / "model-specs.json"
+    return user_dir("cache") / "model-specs.json"
 
 
 def remembered(name: str, pretrained: str) -> ModelSpec | None:

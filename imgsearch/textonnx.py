@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,6 +204,9 @@ def export_text_encoder(
     (SigLIP's sentencepiece tokenizers without tokenizer.json, CoCa class tokens, custom
     attention blocks, HF poolers other than mean / CLS).
     """
+    import shutil
+    import tempfile
+
     from imgsearch.textgraph import text_graph
 
     if precision not in PRECISIONS:

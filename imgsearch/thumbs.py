@@ -39,10 +39,10 @@ def content_key(image: ImageDetail, px: int) -> str:
 
 def default_folder(library: Path) -> Path:
     """The XDG cache dir's thumbnails for this library (derived data, safe to delete)."""
-    from platformdirs import user_cache_path
+    from imgsearch.userdirs import user_dir
 
     tag = hashlib.sha256(str(library).encode()).hexdigest()[:12]
-    return user_cache_path("imgsearch") / "thumbs" / tag
+    return user_dir("cache") / "thumbs" / tag
 
 
 def render(path: str, px: int, *, max_pixels: int) -> bytes:

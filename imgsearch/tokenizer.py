@@ -7,7 +7,6 @@ The cold query path must not import torch/open_clip, so this module re-implement
 
 from __future__ import annotations
 
-import gzip
 import html
 import re
 import string
@@ -61,6 +60,8 @@ def read_merges(path: Path) -> list[str]:
     """Merge rules ("a b" strings, best first) from open_clip's .txt.gz or our plain .txt copy."""
     path = Path(path)
     if path.suffix == ".gz":
+        import gzip
+
         with gzip.open(path, "rb") as fh:
             text = fh.read().decode("utf-8")
     else:

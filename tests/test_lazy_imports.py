@@ -41,8 +41,10 @@ def test_text_query_needs_neither_torch_nor_sqlalchemy(run, tiny_model, pictures
     assert (isolated_env / "text-encoder" / "manifest.json").is_file()
     code = PROBE.format(args=["query", "a dog", "--library", str(isolated_env), "--json"])
     # nor FAISS (a small library's flat file is read with numpy: imgsearch/exactindex.py) nor
-    # the `regex` module (plain text pre-tokenises with `re`: imgsearch/tokenizer.py)
+    # the `regex` module (plain text pre-tokenises with `re`: imgsearch/tokenizer.py) nor
+    # platformdirs on Linux (imgsearch/userdirs.py)
     late = ("sqlalchemy", "alembic", "faiss", "regex")
+    late += ("platformdirs",) if sys.platform.startswith("linux") else ()
     code += f"heavy += [m for m in {late!r} if m in sys.modules]\n"
     code += "print(heavy)\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
