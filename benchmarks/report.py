@@ -6,10 +6,11 @@ import math
 import operator
 from typing import Any
 
-# key: (comparison, target) for a 2-core CPU with ViT-B-32 (issue #4)
+# key: (comparison, target) for a 2-core CPU with ViT-B-32 (issue #4; issue #9 raised the 12 MP
+# set's efficiency from 0.9 to the main set's 0.95, against the onnxruntime ceiling)
 TARGETS: dict[str, tuple[str, float]] = {
     "index_efficiency": (">=", 0.95),
-    "index_12mp_efficiency": (">=", 0.9),
+    "index_12mp_efficiency": (">=", 0.95),
     "onnx_image_cosine_min": (">=", 0.9999),
     "decode_psnr_db_median": (">=", 35.0),
     "decode_psnr_db_min": (">=", 30.0),
