@@ -32,6 +32,7 @@ class Settings:
     device: str
     runtime: str
     onnx_precision: str
+    torch_precision: str
     batch_size: int
     decode: str
     workers: int
@@ -64,6 +65,7 @@ TEMPLATE_MODES = ("none", "photo", "ensemble")
 DECODE_MODES = ("auto", "cpu", "gpu")
 RUNTIMES = ("auto", "torch", "onnx")
 ONNX_PRECISIONS = ("fp32", "int8")
+TORCH_PRECISIONS = ("auto", "fp32", "bf16")
 VECTOR_PRECISIONS = ("float32", "float16")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 
@@ -178,6 +180,16 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
         raise ConfigError(
             f"setting 'onnx_precision' must be one of {', '.join(ONNX_PRECISIONS)}, "
             f"got {values['onnx_precision']!r}"
+        )
+    if values["torch_precision"] not in TORCH_PRECISIONS:
+        raise fail(
+            "torch_precision",
+            f"must be one of {', '.join(TORCH_PRECISIONS)}, got {values['torch_precision']!r}",
+        )
+    if values["runtime"] == "onnx" and values["torch_precision"] == "bf16":
+        raise ConfigError(
+            "setting 'torch_precision' is bf16, which only torch runs, but 'runtime' is onnx; "
+            "use runtime torch (or auto), or onnx_precision int8 for a faster ONNX encoder"
         )
     if values["runtime"] == "onnx" and values["device"] not in ("auto", "cpu"):
         raise ConfigError(

@@ -156,14 +156,17 @@ def _offline_message(label: str, cause: BaseException) -> str:
 class Encoder:
     """A loaded open_clip model: pixels or texts in, L2-normalised float32 vectors out."""
 
-    def __init__(self, model: Any, tokenizer: Any, spec: ModelSpec, device: str) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, spec: ModelSpec, device: str, precision: str = "fp32"
+    ) -> None:
         import torch
 
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
         self.device = device
-        self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        self.precision = precision
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
         pre = spec.preprocess
         shape = (1, 3, 1, 1)
         self._mean = torch.tensor(pre.mean, device=device, dtype=torch.float32).view(shape) * 255
@@ -242,20 +245,27 @@ def _normalize(feats: Any) -> npt.NDArray[np.float32]:
     return (out / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def load_encoder(name: str, pretrained: str, device: str = "auto") -> Encoder:
+def load_encoder(
+    name: str, pretrained: str, device: str = "auto", precision: str = "auto"
+) -> Encoder:
     """Create the model through open_clip's factory; every failure is a clear ModelError.
 
     Loaded models are kept for the life of the process, so Searchers share one copy.
+    `precision` (the `torch_precision` setting): auto is fp16 on CUDA and fp32 elsewhere; bf16
+    is open_clip's mixed bf16 (opt-in: fast on CPUs with AMX). ONNX exports are made from fp32.
     """
     name, pretrained = normalize_model(name, pretrained)
-    encoder = _load(name, pretrained, resolve_device(device))
+    dev = resolve_device(device)
+    if precision == "auto":
+        precision = "fp16" if dev.startswith("cuda") else "fp32"
+    encoder = _load(name, pretrained, dev, precision)
     if modelspec.remembered(name, pretrained) != encoder.spec:
         modelspec.remember(encoder.spec)  # lets the next `index` decode while this loads
     return encoder
 
 
 @functools.lru_cache(maxsize=4)
-def _load(name: str, pretrained: str, dev: str) -> Encoder:
+def _load(name: str, pretrained: str, dev: str, precision: str) -> Encoder:
     label = f"{name} / {pretrained}" if pretrained else name
     if not name.startswith(SCHEMAS):
         _check_name(name, pretrained)
@@ -274,7 +284,7 @@ def _load(name: str, pretrained: str, dev: str) -> Encoder:
                 name,
                 pretrained=weights,
                 device=dev,
-                precision="fp16" if dev.startswith("cuda") else "fp32",
+                precision=precision,
             )
             tokenizer = open_clip.get_tokenizer(name)
     except FileNotFoundError as exc:
@@ -293,7 +303,7 @@ def _load(name: str, pretrained: str, dev: str) -> Encoder:
     pre = PreprocessSpec.from_open_clip(open_clip.get_model_preprocess_cfg(model))
     dim = _embed_dim(model, pre, dev)
     spec = ModelSpec(name=name, pretrained=pretrained, dim=dim, preprocess=pre)
-    return Encoder(model, tokenizer, spec, dev)
+    return Encoder(model, tokenizer, spec, dev, precision)
 
 
 def _embed_dim(model: Any, pre: PreprocessSpec, device: str) -> int:

@@ -28,10 +28,13 @@ def choose(settings: Settings) -> str:
 
     auto: onnx when the model is sure to run on the CPU (device cpu, or auto on a machine with
     neither an NVIDIA driver nor Apple silicon); otherwise torch loads first and the run still
-    switches to onnx if torch then picks the CPU.
+    switches to onnx if torch then picks the CPU. `torch_precision = "bf16"` asks for torch:
+    onnxruntime has no bf16 kernels on the CPU.
     """
     if settings.runtime != "auto":
         return settings.runtime
+    if settings.torch_precision == "bf16":
+        return "torch"
     if settings.device == "cpu":
         return "onnx"
     if settings.device != "auto":
@@ -74,8 +77,13 @@ def load_image_encoder(
     label = f"{name} / {pretrained}" if pretrained else name
     runtime = choose(settings)
     if runtime == "torch":
-        encoder = _torch(name, pretrained, settings.device, label, on_status)
-        if settings.runtime == "torch" or encoder.device != "cpu":
+        encoder = _torch(name, pretrained, settings.device, label, on_status, settings)
+        bf16 = getattr(encoder, "precision", "fp32") == "bf16"
+        if settings.runtime == "torch" or encoder.device != "cpu" or bf16:
+            if bf16 and encoder.device == "cpu" and on_warning:
+                slow = cpu_without_amx()
+                if slow:
+                    on_warning(slow)
             return encoder
     else:
         encoder = None
@@ -123,11 +131,34 @@ def prefetch_image_encoder(name: str, pretrained: str, settings: Settings) -> No
         imageonnx.prefetch(export_dir)
 
 
+def cpu_without_amx(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """A warning when this Linux CPU lacks AMX-BF16, where bf16 is no faster than fp32; None
+    when it has it, or when the CPU's flags cannot be read (another OS)."""
+    try:
+        with open(cpuinfo) as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return None
+    if not flags or "amx_bf16" in flags:
+        return None
+    return (
+        "torch_precision is bf16, but this CPU has no AMX (amx_bf16): bf16 can run slower "
+        "than fp32 here; onnx_precision int8 or the default fp32 may be faster"
+    )
+
+
 def _torch(
-    name: str, pretrained: str, device: str, label: str, on_status: Callable[[str], None] | None
+    name: str,
+    pretrained: str,
+    device: str,
+    label: str,
+    on_status: Callable[[str], None] | None,
+    settings: Settings | None = None,
 ) -> Encoder:
     from imgsearch.encoder import load_encoder
 
+    precision = settings.torch_precision if settings is not None else "auto"
     if on_status:
-        on_status(f"loading model {label} ...")
-    return load_encoder(name, pretrained, device)
+        extra = ", bf16" if precision == "bf16" else ""
+        on_status(f"loading model {label}{extra} ...")
+    return load_encoder(name, pretrained, device, precision)

@@ -66,7 +66,8 @@ class ShardRow:
 def model_key(spec: Any, settings: Any) -> str:
     """What a shard's rows depend on: the model (identity, input geometry) and the settings
     that change its vectors or what is decoded; a leftover shard of other ones is not reused."""
-    used = {k: getattr(settings, k) for k in ("runtime", "device", "onnx_precision", "max_pixels")}
+    keys = ("runtime", "device", "onnx_precision", "torch_precision", "max_pixels")
+    used = {k: getattr(settings, k) for k in keys}
     return json.dumps({"spec": json.loads(spec.to_json()), "settings": used}, sort_keys=True)
 
 

@@ -260,6 +260,54 @@ def test_int8_is_opt_in_and_checked(run, tmp_path, pictures, monkeypatch):
     assert "onnx_precision" in run("index", pictures[0].parent, code=1).stderr
 
 
+def test_torch_bf16_is_opt_in_and_runs_torch_on_the_cpu(run, tmp_path, pictures, monkeypatch):
+    """torch_precision = bf16: auto then runs torch on the CPU (onnxruntime has no bf16 CPU
+    kernels), with bf16 weights whose vectors stay close to fp32's; no image export is made.
+    The default stays fp32 on the CPU, and onnx with bf16 is refused, naming both settings."""
+    from imgsearch import config, runtime
+    from imgsearch.encoder import load_encoder
+    from imgsearch.library import Library
+    from tests.support.models import make_random_model_dir
+
+    default = config.resolve(overrides={"device": "cpu"}, environ={})
+    assert default.torch_precision == "auto" and runtime.choose(default) == "onnx"
+    assert runtime.choose(config.replace(default, torch_precision="bf16")) == "torch"
+    model = "local-dir:" + str(make_random_model_dir(tmp_path / "bf16-model", seed=9))
+    fp32 = load_encoder(model, "", "cpu")
+    assert fp32.precision == "fp32" and str(fp32.dtype) == "torch.float32"
+
+    monkeypatch.setenv("IMGSEARCH_TORCH_PRECISION", "bf16")
+    err = run("index", pictures[0].parent, "--model", model, "--library", tmp_path / "lib").stderr
+    assert "12 added" in err and "bf16" in err and "onnxruntime" not in err
+    assert not exports.image_export_dir(model, "").exists()
+    lib = Library.open(tmp_path / "lib")
+    files = sorted(pictures)
+    ref = fp32.embed_pixels(_pixels(files, fp32.spec.preprocess))
+    got = np.stack([lib.vector_for_path(str(f))[1] for f in files]).astype(np.float32)
+    cosines = np.sum(ref * got, axis=1)
+    assert cosines.min() >= 0.999 and not np.allclose(ref, got, atol=1e-6), cosines
+
+    monkeypatch.setenv("IMGSEARCH_RUNTIME", "onnx")
+    clash = run("index", pictures[0].parent, "--model", model, code=1).stderr
+    assert "'torch_precision' is bf16" in clash and "'runtime' is onnx" in clash
+    monkeypatch.delenv("IMGSEARCH_RUNTIME")
+    monkeypatch.setenv("IMGSEARCH_TORCH_PRECISION", "fp8")
+    bad = run("index", pictures[0].parent, "--model", model, code=1).stderr
+    assert "IMGSEARCH_TORCH_PRECISION" in bad and "fp8" in bad
+
+
+def test_bf16_on_a_cpu_without_amx_says_it_may_be_slower(tmp_path):
+    from imgsearch import runtime
+
+    with_amx = tmp_path / "amx"
+    with_amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    without = tmp_path / "plain"
+    without.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert runtime.cpu_without_amx(str(with_amx)) is None
+    assert "no AMX" in (runtime.cpu_without_amx(str(without)) or "")
+    assert runtime.cpu_without_amx(str(tmp_path / "missing")) is None
+
+
 def test_patch_embedding_is_the_convolution_with_mean_and_std_folded_in(tiny_model):
     """The ViT's patch conv becomes one MatMul over pixel patches: on NCHW normalised input
     (rclip's graph in benchmarks/peers.py) and on raw NHWC pixels with the model's mean/std in
