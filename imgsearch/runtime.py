@@ -132,8 +132,8 @@ def prefetch_image_encoder(name: str, pretrained: str, settings: Settings) -> No
 
 
 def cpu_without_amx(cpuinfo: str = "/proc/cpuinfo") -> str | None:
-    """A warning when this Linux CPU lacks AMX-BF16, where bf16 is no faster than fp32; None
-    when it has it, or when the CPU's flags cannot be read (another OS)."""
+    """A warning when this Linux CPU lacks AMX-BF16, whose tiles made bf16 fast where it was
+    measured (benchmarks/ONNX.md); None when it has them, or when the flags cannot be read."""
     try:
         with open(cpuinfo) as fh:
             flags = next((line for line in fh if line.startswith("flags")), "").split()
