@@ -286,6 +286,8 @@ def index(
     The folders become the library's roots; with no PATHS, every root is indexed again.
     Unchanged files cost a stat; changed files are embedded again, moved files keep their
     vectors, deleted files leave the library. Unreadable files are reported and skipped.
+    Settings without a flag (onnx_precision, torch_precision, max_pixels, skip_hidden,
+    follow_symlinks) are set in config.toml or as IMGSEARCH_<KEY> (README: Configuration).
 
     \b
     Example:

@@ -168,18 +168,21 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
             f"{where}: setting '{key}' {problem}" if where else f"setting '{key}' {problem}"
         )
 
+    def clash(keys: tuple[str, ...], problem: str) -> ConfigError:
+        """Two settings that contradict each other: name where each was set."""
+        wheres = [w for w in dict.fromkeys((sources or {}).get(k) for k in keys) if w]
+        return ConfigError(f"{' and '.join(wheres)}: {problem}" if wheres else problem)
+
     if values["templates"] not in TEMPLATE_MODES:
         raise fail(
             "templates", f"must be one of {', '.join(TEMPLATE_MODES)}, got {values['templates']!r}"
         )
     if values["runtime"] not in RUNTIMES:
-        raise ConfigError(
-            f"setting 'runtime' must be one of {', '.join(RUNTIMES)}, got {values['runtime']!r}"
-        )
+        raise fail("runtime", f"must be one of {', '.join(RUNTIMES)}, got {values['runtime']!r}")
     if values["onnx_precision"] not in ONNX_PRECISIONS:
-        raise ConfigError(
-            f"setting 'onnx_precision' must be one of {', '.join(ONNX_PRECISIONS)}, "
-            f"got {values['onnx_precision']!r}"
+        raise fail(
+            "onnx_precision",
+            f"must be one of {', '.join(ONNX_PRECISIONS)}, got {values['onnx_precision']!r}",
         )
     if values["torch_precision"] not in TORCH_PRECISIONS:
         raise fail(
@@ -187,21 +190,28 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str] | None = None) 
             f"must be one of {', '.join(TORCH_PRECISIONS)}, got {values['torch_precision']!r}",
         )
     if values["runtime"] == "onnx" and values["torch_precision"] == "bf16":
-        raise ConfigError(
+        raise clash(
+            ("torch_precision", "runtime"),
             "setting 'torch_precision' is bf16, which only torch runs, but 'runtime' is onnx; "
-            "use runtime torch (or auto), or onnx_precision int8 for a faster ONNX encoder"
+            "use runtime torch (or auto), or onnx_precision int8 for a faster ONNX encoder",
+        )
+    if values["torch_precision"] == "bf16" and values["onnx_precision"] != "fp32":
+        raise clash(
+            ("torch_precision", "onnx_precision"),
+            f"settings 'torch_precision' bf16 and 'onnx_precision' {values['onnx_precision']} "
+            "ask for two encoders: bf16 runs torch, int8 the ONNX export; choose one",
         )
     if values["runtime"] == "onnx" and values["device"] not in ("auto", "cpu"):
-        raise ConfigError(
+        raise clash(
+            ("runtime", "device"),
             f"setting 'runtime' is onnx, which runs on the CPU, but 'device' is "
-            f"{values['device']!r}; use runtime torch (or auto) for {values['device']}"
+            f"{values['device']!r}; use runtime torch (or auto) for {values['device']}",
         )
     from imgsearch.languages import valid_setting
 
     if not valid_setting(values["lang"]):
-        raise ConfigError(
-            f"setting 'lang' must be auto or a language code such as kor_Hang, "
-            f"got {values['lang']!r}"
+        raise fail(
+            "lang", f"must be auto or a language code such as kor_Hang, got {values['lang']!r}"
         )
     for key in (
         "batch_size",

@@ -297,8 +297,7 @@ def _load(name: str, pretrained: str, dev: str, precision: str) -> Encoder:
         if network or type(exc).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
             raise ModelError(_offline_message(label, exc)) from exc
         raise ModelError(f"could not load model {label}: {type(exc).__name__}: {exc}") from exc
-    if pretrained == RANDOM:
-        log.warning("model %s uses random weights: search results are meaningless", name)
+    modelspec.warn_if_random(name, pretrained)
     model.eval()
     pre = PreprocessSpec.from_open_clip(open_clip.get_model_preprocess_cfg(model))
     dim = _embed_dim(model, pre, dev)

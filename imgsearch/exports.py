@@ -207,7 +207,9 @@ def export_image_encoder(
         imageonnx.exported,
         export,
         on_status,
-        "exporting the image encoder (once per model) ...",
+        "exporting the image encoder (once per model) ..."
+        if precision == "fp32"
+        else f"exporting the image encoder (once per model and precision: {precision}) ...",
     )
 
 

@@ -466,12 +466,19 @@ def _convert(raw: Path, precision: str) -> Path:
     """Dynamic int8 weights (MatMuls; opt-in), or the fp32 graph unchanged."""
     if precision == "fp32":
         return raw
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = raw.with_name("int8.onnx")
-    quantize_dynamic(
-        str(raw), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-    )
+    before = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # its advice to pre-process is for its own users, not ours
+    try:
+        quantize_dynamic(
+            str(raw), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+        )
+    finally:
+        logging.disable(before)
     return out
 
 

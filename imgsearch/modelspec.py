@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -111,3 +112,11 @@ def remember(spec: ModelSpec) -> None:
         os.replace(tmp, path)
     except (OSError, ValueError, TypeError):
         pass
+
+
+def warn_if_random(name: str, pretrained: str) -> None:
+    """`--pretrained none` says what it means wherever the model comes from (torch or export)."""
+    if pretrained == "none":
+        logging.getLogger("imgsearch.encoder").warning(
+            "model %s uses random weights: search results are meaningless", name
+        )

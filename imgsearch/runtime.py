@@ -80,6 +80,11 @@ def load_image_encoder(
         encoder = _torch(name, pretrained, settings.device, label, on_status, settings)
         bf16 = getattr(encoder, "precision", "fp32") == "bf16"
         if settings.runtime == "torch" or encoder.device != "cpu" or bf16:
+            if on_warning and settings.onnx_precision != "fp32":
+                on_warning(
+                    f"onnx_precision {settings.onnx_precision} applies to the ONNX image "
+                    f"encoder; torch runs this index ({encoder.device}), so it is not used"
+                )
             if bf16 and encoder.device == "cpu" and on_warning:
                 slow = cpu_without_amx()
                 if slow:
@@ -95,6 +100,9 @@ def load_image_encoder(
         if on_status:
             extra = "" if precision == "fp32" else f", {precision}"
             on_status(f"loading model {label} (onnxruntime{extra}) ...")
+        from imgsearch import modelspec
+
+        modelspec.warn_if_random(name, pretrained)
         return _remembered(imageonnx.OnnxImageEncoder(export_dir))
     reason = exports.image_unsupported(export_dir)
     if reason is None:
@@ -159,6 +167,6 @@ def _torch(
 
     precision = settings.torch_precision if settings is not None else "auto"
     if on_status:
-        extra = ", bf16" if precision == "bf16" else ""
+        extra = " (torch, bf16)" if precision == "bf16" else ""
         on_status(f"loading model {label}{extra} ...")
     return load_encoder(name, pretrained, device, precision)

@@ -247,7 +247,8 @@ def test_int8_is_opt_in_and_checked(run, tmp_path, pictures, monkeypatch):
     model = "local-dir:" + str(make_random_model_dir(tmp_path / "q-model", seed=8))
     monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "int8")
     err = run("index", pictures[0].parent, "--model", model).stderr
-    assert "12 added" in err
+    assert "12 added" in err and "once per model and precision: int8" in err
+    assert "pre-processing" not in err  # onnxruntime's quantiser's advice is not imgsearch's
     folder = exports.image_export_dir(model, "", "int8")
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["precision"] == "int8" and manifest["self_check"]["min_cosine"] >= 0.99
@@ -256,8 +257,14 @@ def test_int8_is_opt_in_and_checked(run, tmp_path, pictures, monkeypatch):
     pixels = _pixels(pictures, torch_enc.spec.preprocess)
     got = imageonnx.OnnxImageEncoder(folder).embed_pixels(pixels)
     assert np.sum(got * torch_enc.embed_pixels(pixels), axis=1).min() >= 0.99
+    torch_run = run(
+        "index", pictures[0].parent, "--model", model, "--runtime", "torch",
+        "--library", tmp_path / "lib-torch",
+    ).stderr  # fmt: skip
+    assert "onnx_precision int8 applies to the ONNX image encoder" in torch_run
     monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "fp16")
-    assert "onnx_precision" in run("index", pictures[0].parent, code=1).stderr
+    bad = run("index", pictures[0].parent, code=1).stderr
+    assert "IMGSEARCH_ONNX_PRECISION: setting 'onnx_precision'" in bad and "fp16" in bad
 
 
 def test_torch_bf16_is_opt_in_and_runs_torch_on_the_cpu(run, tmp_path, pictures, monkeypatch):
@@ -290,10 +297,38 @@ def test_torch_bf16_is_opt_in_and_runs_torch_on_the_cpu(run, tmp_path, pictures,
     monkeypatch.setenv("IMGSEARCH_RUNTIME", "onnx")
     clash = run("index", pictures[0].parent, "--model", model, code=1).stderr
     assert "'torch_precision' is bf16" in clash and "'runtime' is onnx" in clash
+    assert "IMGSEARCH_TORCH_PRECISION and environment variable IMGSEARCH_RUNTIME" in clash
     monkeypatch.delenv("IMGSEARCH_RUNTIME")
+    monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "int8")
+    both = run("index", pictures[0].parent, "--model", model, code=1).stderr
+    assert "PRECISION and environment variable IMGSEARCH_ONNX_PRECISION" in both
+    assert "choose one" in both
+    monkeypatch.delenv("IMGSEARCH_ONNX_PRECISION")
     monkeypatch.setenv("IMGSEARCH_TORCH_PRECISION", "fp8")
     bad = run("index", pictures[0].parent, "--model", model, code=1).stderr
     assert "IMGSEARCH_TORCH_PRECISION" in bad and "fp8" in bad
+
+
+def test_random_weights_are_announced_when_the_export_is_cached(tiny_model, monkeypatch, caplog):
+    """`--pretrained none` says it has random weights on the torch-free path too."""
+    from imgsearch import config, runtime
+    from imgsearch.encoder import load_encoder
+
+    spec = load_encoder(tiny_model, "", "cpu").spec
+
+    class Cached:
+        def __init__(self, folder: object) -> None:
+            self.spec = spec
+
+    monkeypatch.setattr(imageonnx, "exported", lambda folder: True)
+    monkeypatch.setattr(imageonnx, "OnnxImageEncoder", Cached)
+    settings = config.resolve(overrides={"device": "cpu"}, environ={})
+    caplog.clear()
+    assert isinstance(runtime.load_image_encoder("ViT-B-32", "none", settings), Cached)
+    assert "uses random weights" in caplog.text
+    caplog.clear()
+    runtime.load_image_encoder("ViT-B-32", "laion2b_s34b_b79k", settings)
+    assert "random weights" not in caplog.text
 
 
 def test_bf16_on_a_cpu_without_amx_says_it_may_be_slower(tmp_path):
