@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from imgsearch import lazy, modelspec
 from imgsearch.errors import ModelError
-from imgsearch.modelspec import ModelSpec, PreprocessSpec
+from imgsearch.modelspec import RANDOM, ModelSpec, PreprocessSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,7 +30,6 @@ else:
 
 log = logging.getLogger(__name__)
 SCHEMAS = ("hf-hub:", "local-dir:")
-RANDOM = "none"  # --pretrained none: random weights, for benchmarks and plumbing tests
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 

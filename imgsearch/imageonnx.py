@@ -471,14 +471,19 @@ def _convert(raw: Path, precision: str) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = raw.with_name("int8.onnx")
-    before = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # its advice to pre-process is for its own users, not ours
+
+    def not_the_quantisers(record: logging.LogRecord) -> bool:
+        """Its advice to pre-process (root logger) is for its own users, not imgsearch's."""
+        return "onnxruntime" not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(not_the_quantisers)
     try:
         quantize_dynamic(
             str(raw), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
         )
     finally:
-        logging.disable(before)
+        root.removeFilter(not_the_quantisers)
     return out
 
 

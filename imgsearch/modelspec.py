@@ -114,9 +114,13 @@ def remember(spec: ModelSpec) -> None:
         pass
 
 
+RANDOM = "none"  # --pretrained none: random weights, for benchmarks and plumbing tests
+
+
 def warn_if_random(name: str, pretrained: str) -> None:
-    """`--pretrained none` says what it means wherever the model comes from (torch or export)."""
-    if pretrained == "none":
+    """`--pretrained none` says what it means wherever the model comes from (torch or export);
+    logged as the encoder's, where it was logged before there was an export."""
+    if pretrained == RANDOM:
         logging.getLogger("imgsearch.encoder").warning(
             "model %s uses random weights: search results are meaningless", name
         )

@@ -77,7 +77,9 @@ def load_image_encoder(
     label = f"{name} / {pretrained}" if pretrained else name
     runtime = choose(settings)
     if runtime == "torch":
-        encoder = _torch(name, pretrained, settings.device, label, on_status, settings)
+        encoder = _torch(
+            name, pretrained, settings.device, label, on_status, settings.torch_precision
+        )
         bf16 = getattr(encoder, "precision", "fp32") == "bf16"
         if settings.runtime == "torch" or encoder.device != "cpu" or bf16:
             if on_warning and settings.onnx_precision != "fp32":
@@ -161,11 +163,10 @@ def _torch(
     device: str,
     label: str,
     on_status: Callable[[str], None] | None,
-    settings: Settings | None = None,
+    precision: str = "auto",
 ) -> Encoder:
     from imgsearch.encoder import load_encoder
 
-    precision = settings.torch_precision if settings is not None else "auto"
     if on_status:
         extra = " (torch, bf16)" if precision == "bf16" else ""
         on_status(f"loading model {label}{extra} ...")
