@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from imgsearch import lazy, modelspec
 from imgsearch.errors import ImgsearchError
 from imgsearch.folders import missing_roots
+from imgsearch.interrupts import check as check_interrupt
+from imgsearch.interrupts import watched
 from imgsearch.library import (
     ERROR,
     OK,
@@ -404,6 +406,7 @@ def device_decoder(settings: Settings, encoder: Encoder) -> DeviceDecoder | None
     return decoder
 
 
+@watched()  # a Ctrl-C that something swallowed still stops the run at a batch boundary
 def run(
     library: Library,
     roots: Sequence[str],
@@ -509,6 +512,7 @@ def run(
 
         library.ann.save(IndexParams.from_settings(settings))
         _ensure_text_encoder(library, encoder, load_torch or load_encoder, on_status)
+        check_interrupt()
         status = "ok"
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -649,6 +653,7 @@ def _embed_all(
                     done, len(work), len(result.skipped), result.embedded, result.embed_seconds
                 )
             )
+        check_interrupt()  # the batch is stored and counted: a swallowed Ctrl-C stops here
 
     with stream:
         for item in stream:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.interrupts import check as check_interrupt
 from imgsearch.library import FailedRecord, ImageRecord, Library
 from indexer import shards
 
@@ -107,6 +108,7 @@ class ShardWriter:
                     result.embed_seconds,
                 )
             )  # fmt: skip
+        check_interrupt()  # the shard is stored and counted: a swallowed Ctrl-C stops here
 
 
 def import_leftovers(

@@ -243,6 +243,43 @@ def test_ctrl_c_in_a_terminal_prints_one_line_and_no_worker_tracebacks(
     ], text
 
 
+def test_a_ctrl_c_that_python_swallowed_still_stops_the_run(run, tiny_model, tmp_path, monkeypatch):
+    """Seen in CI: Ctrl-C landed in importlib's module-lock clean-up during the lazy import
+    after the first batch; Python printed "Exception ignored ... KeyboardInterrupt" and the run
+    went on to finish with status 0. It stops at the next batch boundary, the batch kept, with
+    no traceback."""
+    import signal
+    import sys
+
+    from imgsearch.clip import indexing
+    from tests.support.harness import row_count
+
+    class Swallows:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    real, calls = indexing.update_new, []
+
+    def update_new(library, ids):  # type: ignore[no-untyped-def]
+        calls.append(len(ids))
+        if len(calls) == 1:
+            Swallows()  # its KeyboardInterrupt is printed and ignored, as in the import
+        return real(library, ids)
+
+    monkeypatch.setattr(indexing, "update_new", update_new)
+    printed: list[BaseException] = []  # what Python would print as "Exception ignored in"
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: printed.append(info.exc_value))
+    pictures = make_pictures(tmp_path / "p", 12)
+    lib = tmp_path / "lib"
+    args = ("index", pictures[0].parent, "--model", tiny_model, "--library", lib)
+    out = run(*args, "--batch-size", "4", code=130)
+    assert calls == [4] and row_count(lib) == 4 and printed == []
+    assert out.stderr.strip().splitlines()[-1].startswith("interrupted: batches already stored")
+    monkeypatch.setattr(indexing, "update_new", real)
+    out = run(*args)
+    assert "8 added" in out.stderr and "4 unchanged" in out.stderr, out.stderr
+
+
 def test_progress_bar_and_messages_share_a_terminal(tiny_model, tmp_path, isolated_env):
     """On a terminal: each message on its own line above the bar, and one rate (bar = summary)."""
     import fcntl
