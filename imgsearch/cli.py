@@ -701,7 +701,7 @@ def _open_existing(ctx: click.Context, library: str | None) -> Any:
 @library_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
-    """Show what the library holds: images, model, size on disk, last run.
+    """Show what the library holds: images, model, precisions, size on disk, last run.
 
     \b
     Example:
@@ -729,6 +729,7 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
             "bytes": own + model_files,
             "library_bytes": own,
             "model_bytes": model_files,
+            "embedded_at": lib.embedded_at(),
             "created_at": meta.get("created_at"),
             "updated_at": meta.get("updated_at"),
             "last_run": last,
@@ -741,6 +742,7 @@ def stats(ctx: click.Context, as_json: bool, library: str | None) -> None:
         f"model     {spec.label() + f' ({spec.dim}-d)' if spec else '(none yet)'}",
         f"images    {info['images']} indexed, {info['errors']} failed",
         f"index     {info['index']}",
+        *([f"embedded  at {', '.join(info['embedded_at'])}"] if info["embedded_at"] else []),
         f"size      {human_bytes(own)}"
         + (f", plus {human_bytes(model_files)} of model files" if model_files else ""),
     ]

@@ -44,6 +44,12 @@ SCHEMA_HEAD = "0008"
 OK, ERROR = "ok", "error"
 # meta.vector_format -> how a stored vector BLOB is encoded (absent: float32, as before 0007)
 VECTOR_FORMATS = ("float32", "float16")  # meta.vector_format: the numpy dtype names
+# meta.embedded_at: the compute precisions whose runs embedded vectors here, comma-separated;
+# "unrecorded" stands for vectors stored before imgsearch recorded it. int8 and bf16 are the
+# lossy opt-ins (close to fp32, not equal: benchmarks/ONNX.md); CUDA's fp16 and the CPU's
+# fp32 mix by design (a library indexed from a GPU machine and a laptop).
+UNRECORDED = "unrecorded"
+LOSSY_PRECISIONS = ("int8", "bf16")
 log = logging.getLogger(__name__)
 
 
@@ -517,6 +523,29 @@ class Library:
                         f"{', '.join(VECTOR_FORMATS)}; fix the vector_precision setting"
                     )
                 self._set_meta(conn, vector_format=precision)
+
+    def embedded_at(self) -> list[str]:
+        """The compute precisions that embedded this library's vectors (`note_precision`)."""
+        meta = self.meta()
+        have = [p for p in meta.get("embedded_at", "").split(",") if p]
+        return have or ([UNRECORDED] if self.vector_count() else [])
+
+    def note_precision(self, precision: str) -> str | None:
+        """Record that a run embeds at `precision` (writer only); a notice for the user when
+        that mixes a lossy opt-in (int8, bf16) with vectors made at another precision, since
+        searches then compare vectors that are close but not equal."""
+        have = self.embedded_at()
+        if precision in have:
+            return None
+        self.set_meta(embedded_at=",".join([*have, precision]))
+        if not have or not ({precision, *have} & set(LOSSY_PRECISIONS)):
+            return None
+        before = ", ".join("an unrecorded precision" if p == UNRECORDED else p for p in have)
+        return (
+            f"library {self.path} holds vectors embedded at {before}; this run embeds at "
+            f"{precision}, close but not equal, so its searches mix the two (to keep one "
+            f"precision, index into a new library with --library NEW_FOLDER)"
+        )
 
     def generation(self) -> int:
         """Bumped by every write that changes which vectors exist; the FAISS file records it."""

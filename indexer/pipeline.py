@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from imgsearch.config import Settings
     from imgsearch.decode import Decoded, DecodeFailed
     from imgsearch.encoder import Encoder
-    from imgsearch.modelspec import PreprocessSpec
+    from imgsearch.modelspec import ModelSpec, PreprocessSpec
     from indexer.gpudecode import DeviceDecoder, JpegPayload
 else:
     np = lazy.numpy  # loaded on first use: see imgsearch/lazy.py
@@ -690,10 +690,7 @@ def _load_and_decode(
         early = decoding(expected.preprocess, on_cpu=on_cpu)
     try:
         encoder = load_encoder()
-        if stored is None:
-            library.set_model_spec(encoder.spec, precision=settings.vector_precision)
-        else:
-            library.check_model(encoder.spec)
+        adopt(library, encoder, settings, stored)
         on_device = device_decoder(settings, encoder)
     except BaseException:
         if early is not None:
@@ -707,6 +704,18 @@ def _load_and_decode(
         early.close()
     stream = decoding(encoder.spec.preprocess, on_cpu=on_cpu, for_device=on_device is not None)
     return encoder, on_device, stream
+
+
+def adopt(library: Library, encoder: Encoder, settings: Settings, stored: ModelSpec | None) -> None:
+    """The run's encoder joins the library: its model recorded or checked against the library's
+    (`stored`), its precision noted (a warning where it mixes a lossy one with others)."""
+    if stored is None:
+        library.set_model_spec(encoder.spec, precision=settings.vector_precision)
+    else:
+        library.check_model(encoder.spec)
+    notice = library.note_precision(getattr(encoder, "precision", "fp32"))
+    if notice:
+        log.warning("%s", notice)
 
 
 def _stream_factory(paths: Sequence[str], settings: Settings) -> Callable[..., DecodeStream]:

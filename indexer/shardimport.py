@@ -164,11 +164,10 @@ def embedder(
         owners: dict[str, int | None],
     ) -> Encoder:
         check()
+        from indexer.pipeline import adopt
+
         encoder = load_encoder()  # the driver's copy: checks the library, caches the export
-        if library.model_spec() is None:
-            library.set_model_spec(encoder.spec)
-        else:
-            library.check_model(encoder.spec)
+        adopt(library, encoder, settings, library.model_spec())
         spec = encoder.spec
         name, weights = model or (spec.name, spec.pretrained)
         key = shards.model_key(spec, settings)

@@ -12,8 +12,10 @@ def test_stats_reports_count_model_size_and_last_run(run, tiny_model, pictures, 
     assert info["model"] == tiny_model and info["dim"] == 32
     assert info["bytes"] > 0 and info["library"] == str(isolated_env)
     assert info["last_run"]["added"] == len(pictures) and info["last_run"]["status"] == "ok"
+    assert info["embedded_at"] == ["fp32"]  # the CPU's onnxruntime, fp32 by default
     text = run("stats").stdout
     assert f"{len(pictures)} indexed" in text and tiny_model in text
+    assert "embedded  at fp32" in text.splitlines()
 
 
 def test_errors_lists_broken_files_with_reasons(run, tiny_model, pictures):
@@ -47,3 +49,33 @@ def test_stats_shows_the_library_and_the_model_files_apart(run, tiny_model, pict
     assert info["model_bytes"] > info["library_bytes"]  # the text encoder dwarfs 12 vectors
     size = next(line for line in run("stats").stdout.splitlines() if line.startswith("size"))
     assert "of model files" in size
+
+
+def test_a_library_records_the_precisions_that_embedded_it(run, tiny_model, pictures, tmp_path):
+    """Lossy opt-ins (int8, bf16) mixed with other precisions get a notice; CUDA's fp16 beside
+    the CPU's fp32 does not (by design); vectors stored before the record are "unrecorded"."""
+    import sqlite3
+
+    from imgsearch.library import Library
+
+    lib = Library.open(tmp_path / "lib", create=True)
+    assert lib.embedded_at() == [] and lib.note_precision("fp32") is None
+    assert lib.note_precision("fp16") is None and lib.note_precision("fp32") is None
+    notice = lib.note_precision("int8")
+    assert notice and "embedded at fp32, fp16; this run embeds at int8" in notice
+    assert "--library NEW_FOLDER" in notice and str(lib.path) in notice
+    assert lib.note_precision("int8") is None
+    assert Library.open(tmp_path / "lib").embedded_at() == ["fp32", "fp16", "int8"]
+
+    other = Library.open(tmp_path / "bf16", create=True)
+    assert other.note_precision("bf16") is None  # the first run: nothing to mix with
+    assert "at bf16; this run embeds at fp32" in (other.note_precision("fp32") or "")
+
+    run("index", pictures[0].parent, "--model", tiny_model, "--library", tmp_path / "old")
+    with sqlite3.connect(tmp_path / "old" / "library.db") as con:  # as an older imgsearch left it
+        con.execute("DELETE FROM meta WHERE key = 'embedded_at'")
+    old = Library.open(tmp_path / "old")
+    assert old.embedded_at() == ["unrecorded"]
+    assert "at an unrecorded precision; this run embeds at bf16" in (
+        old.note_precision("bf16") or ""
+    )

@@ -262,6 +262,13 @@ def test_int8_is_opt_in_and_checked(run, tmp_path, pictures, monkeypatch):
         "--library", tmp_path / "lib-torch",
     ).stderr  # fmt: skip
     assert "onnx_precision int8 applies to the ONNX image encoder" in torch_run
+    assert "holds vectors embedded at" not in err + torch_run  # each library has one precision
+    more = make_pictures(tmp_path / "more", 3, seed=5)
+    mixed = run("index", more[0].parent, "--library", tmp_path / "lib-torch").stderr
+    assert "3 added" in mixed
+    assert "holds vectors embedded at fp32; this run embeds at int8, close but not" in mixed
+    stats = json.loads(run("stats", "--json", "--library", tmp_path / "lib-torch").stdout)
+    assert stats["embedded_at"] == ["fp32", "int8"]
     monkeypatch.setenv("IMGSEARCH_ONNX_PRECISION", "fp16")
     bad = run("index", pictures[0].parent, code=1).stderr
     assert "IMGSEARCH_ONNX_PRECISION: setting 'onnx_precision'" in bad and "fp16" in bad
