@@ -91,8 +91,13 @@ def photo_folder(tmp_path: Path) -> Path:
 
 
 @pytest.mark.ray
-def test_ray_index_stores_what_a_local_index_stores(run, tiny_model, tmp_path, ray_cluster):
+def test_ray_index_stores_what_a_local_index_stores(
+    run, tiny_model, tmp_path, ray_cluster, monkeypatch
+):
+    from imgsearch.library import Library
+
     folder = photo_folder(tmp_path)
+    monkeypatch.setenv("IMGSEARCH_VECTOR_PRECISION", "float16")  # a new library's, on both
     local = run("index", folder, "--model", tiny_model, "--library", tmp_path / "local")
     ray_run = run("index", folder, "--model", tiny_model, "--library", tmp_path / "ray",
                   "--engine", "ray", "--actors", "3")  # 3 actors share the 2 CPUs  # fmt: skip
@@ -100,6 +105,9 @@ def test_ray_index_stores_what_a_local_index_stores(run, tiny_model, tmp_path, r
     assert summary(ray_run) == "15 added, 0 updated, 0 moved, 0 removed, 1 skipped, 0 unchanged"
     assert "skipping" in ray_run.stderr and "broken.jpg" in ray_run.stderr
     assert_same_state(tmp_path / "ray", tmp_path / "local")
+    for name in ("ray", "local"):
+        meta = Library.open(tmp_path / name).meta()
+        assert meta["vector_format"] == "float16" and meta["embedded_at"] == "fp32", name
     state = library_state(tmp_path / "ray")
     same = state[str(folder / "copy_of_0.png")]["content_hash"]
     assert same is not None and same == state[str(folder / "pic_000.png")]["content_hash"]
